@@ -1,0 +1,42 @@
+"""Install synthflaw_jax: `pip install -e .` (runtime) or `pip install -e .[test]` (tests, parity)."""
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml-collections==1.1.0",
+    "transformers==5.24.0",  # configs and tokenizers only; the model is ours
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "numpy==2.4.6",
+    "tqdm==4.70.1",
+    "matplotlib==3.11.2",
+    "scikit-learn==1.9.1",
+    "scipy==1.17.1",
+    "langdetect==1.0.9",
+    "psutil==7.2.2",
+    "grain==0.2.18",
+    "tensorflow-datasets==4.9.10",
+    "array-record==0.8.6",
+]
+
+TEST = [
+    "pytest==9.0.3",
+    "torch==2.13.0",  # the CPU wheel on disk; a looser pin pulls a multi-GB CUDA build
+]
+
+setup(
+    name="synthflaw_jax",
+    version="0.1.0",
+    description="Find and unlearn the flaws synthetic Q-A data leaves in an LLM (JAX/Flax, TPU pods).",
+    packages=find_packages(include=["synthflaw_jax", "synthflaw_jax.*"]),
+    package_data={"synthflaw_jax": ["resources/**/*", "resources/*"]},
+    include_package_data=True,
+    python_requires=">=3.11",
+    install_requires=RUNTIME,
+    extras_require={"test": TEST, "torch": ["torch==2.13.0"]},
+    entry_points={"console_scripts": ["synthflaw=synthflaw_jax.cli:main"]},
+)

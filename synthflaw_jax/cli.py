@@ -1,0 +1,58 @@
+"""`synthflaw <command>`: parses arguments and dispatches; the work lives in the library.
+
+Every subcommand module in `synthflaw_jax.commands` exposes `HELP`, `add_arguments(parser)`
+and `run(args) -> int`. Bad input raises `SynthflawError`, which becomes a one-line message
+on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from synthflaw_jax.errors import SynthflawError
+
+# subcommand name -> module under synthflaw_jax.commands
+COMMANDS = {
+    "convert": "convert",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="synthflaw",
+        description="Find and unlearn the flaws synthetic Q-A data leaves in an LLM.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"synthflaw_jax.commands.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `synthflaw` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._run(args) or 0)
+    except SynthflawError as err:
+        print(f"synthflaw {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"synthflaw {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Hugging Face directory <-> our Orbax model checkpoint, streaming one tensor at a time.
+
+Our model checkpoint is a directory:
+  config.json            the HF config, kept as read (so a round trip keeps its meaning)
+  synthflaw_model.json   marker with the format version
+  params/                the params pytree, saved by Orbax's StandardCheckpointer
+  assets/                tokenizer files, generation_config.json, chat template (as found)
+Every output directory is written under a temporary name and renamed into place at the end,
+so a failure never leaves a half-written checkpoint, and an existing non-empty output is
+refused unless `overwrite=True`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Iterator
+
+import jax
+
+from synthflaw_jax import hf_weights
+from synthflaw_jax.errors import SynthflawError
+from synthflaw_jax.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+MARKER = "synthflaw_model.json"
+FORMAT_VERSION = 1
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+_NOT_ASSETS = {"config.json", hf_weights.INDEX_FILE, MARKER, "pytorch_model.bin.index.json"}
+
+
+def is_model_checkpoint(path: str | os.PathLike) -> bool:
+    """True for a directory written by `save_model_checkpoint`."""
+    return (pathlib.Path(path) / MARKER).is_file()
+
+
+def is_hf_dir(path: str | os.PathLike) -> bool:
+    """True for a directory with an HF `config.json` (weights are checked when read)."""
+    return (pathlib.Path(path) / "config.json").is_file() and not is_model_checkpoint(path)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
+    """Yield a fresh temporary directory beside `out`; on success it replaces `out` by rename.
+
+    An existing non-empty `out` is refused unless `overwrite`; the old contents are only
+    removed after the new directory is complete."""
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise SynthflawError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_assets(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
+    """Copy tokenizer files, generation_config.json, chat templates (every non-weight file)."""
+    copied = []
+    if not src.is_dir():
+        return copied
+    for path in sorted(src.iterdir()):
+        if path.is_file() and path.name not in _NOT_ASSETS and not path.name.endswith(_WEIGHT_SUFFIXES):
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst / path.name)
+            copied.append(path.name)
+    return copied
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _placer(cfg: ModelConfig, mesh):
+    if mesh is None:
+        device = jax.local_devices()[0]
+        return lambda path, arr: jax.device_put(arr, device)
+    from synthflaw_jax.models.llama import param_shardings
+
+    shardings = param_shardings(cfg, mesh)
+    return lambda path, arr: jax.device_put(arr, hf_weights._get(shardings, path))
+
+
+# --------------------------------------------------------------------------- HF side
+def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, progress: bool = True,
+            **runtime) -> tuple[ModelConfig, dict]:
+    """Read an HF directory into (config, params); params placed with their shardings on `mesh`."""
+    hf_dir = pathlib.Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise SynthflawError(f"{hf_dir}: not a directory")
+    cfg = ModelConfig.from_file(hf_dir / "config.json", **runtime)
+    reader = hf_weights.SafetensorsReader(hf_dir)
+    reader.check_file_sizes()
+    hf_weights.check_against_config(reader, cfg, str(hf_dir))
+    params = hf_weights.read_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
+    return cfg, params
+
+
+def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: str | os.PathLike | None = None,
+            dtype: str | None = None, max_shard_bytes: int = 5 * 2**30, overwrite: bool = False,
+            progress: bool = True) -> pathlib.Path:
+    """Write params as an HF directory `transformers` loads unchanged (config, safetensors, assets)."""
+    if dtype:
+        cfg = _with_dtype(cfg, dtype)
+    with atomic_output_dir(hf_dir, overwrite) as tmp:
+        hf_weights.write_safetensors(params, cfg, tmp, max_shard_bytes, dtype, progress)
+        _write_json(tmp / "config.json", cfg.to_hf_dict())
+        if assets_from is not None:
+            copy_assets(pathlib.Path(assets_from), tmp)
+    return pathlib.Path(hf_dir)
+
+
+# --------------------------------------------------------------------------- our checkpoint
+def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
+                          assets_from: str | os.PathLike | None = None, overwrite: bool = False) -> pathlib.Path:
+    """Save (config, params, assets) as our Orbax model checkpoint, atomically."""
+    import orbax.checkpoint as ocp
+
+    with atomic_output_dir(ckpt_dir, overwrite) as tmp:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(tmp / "params", params)
+        checkpointer.wait_until_finished()
+        _write_json(tmp / "config.json", cfg.to_hf_dict())
+        if assets_from is not None:
+            copy_assets(pathlib.Path(assets_from), tmp / "assets")
+        _write_json(tmp / MARKER, {"format": "synthflaw-model", "version": FORMAT_VERSION})
+    return pathlib.Path(ckpt_dir)
+
+
+def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> tuple[ModelConfig, dict]:
+    """Restore (config, params) from our model checkpoint, sharded on `mesh` when given."""
+    import orbax.checkpoint as ocp
+
+    ckpt_dir = pathlib.Path(ckpt_dir)
+    marker = ckpt_dir / MARKER
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise SynthflawError(f"{marker}: missing or malformed checkpoint marker") from None
+    if meta.get("version") != FORMAT_VERSION:
+        raise SynthflawError(f"{marker}: field 'version' is {meta.get('version')!r}, expected {FORMAT_VERSION}")
+    cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
+    except Exception as err:  # orbax raises several types for a damaged directory
+        raise SynthflawError(f"{ckpt_dir / 'params'}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
+    if mesh is None:
+        device = jax.local_devices()[0]
+        shardings = jax.tree.map(lambda m: jax.sharding.SingleDeviceSharding(device), stored)
+    else:
+        from synthflaw_jax.models.llama import param_shardings
+
+        shardings = param_shardings(cfg, mesh)
+    target = jax.tree.map(lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), stored, shardings)
+    _check_shapes(cfg, target, ckpt_dir)
+    try:
+        params = checkpointer.restore(ckpt_dir / "params", target)
+    except Exception as err:
+        raise SynthflawError(f"{ckpt_dir / 'params'}: cannot restore ({hf_weights._one_line(err)})") from None
+    return cfg, params
+
+
+def _check_shapes(cfg: ModelConfig, stored, where) -> None:
+    from synthflaw_jax.models.llama import abstract_params
+
+    expected = abstract_params(cfg)
+    exp_flat = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+    got_flat = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(stored)}
+    for key, shape in exp_flat.items():
+        if key not in got_flat:
+            raise SynthflawError(f"{where}: parameter {key} missing from the checkpoint")
+        if got_flat[key] != tuple(shape):
+            raise SynthflawError(f"{where}: parameter {key} has shape {list(got_flat[key])}, config.json implies {list(shape)}")
+    extra = set(got_flat) - set(exp_flat)
+    if extra:
+        raise SynthflawError(f"{where}: unexpected parameter {sorted(extra)[0]} for this config")
+
+
+# --------------------------------------------------------------------------- conversions
+def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite: bool = False,
+                progress: bool = True) -> pathlib.Path:
+    """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along)."""
+    hf_dir, ckpt_dir = pathlib.Path(hf_dir), pathlib.Path(ckpt_dir)
+    _refuse_existing(ckpt_dir, overwrite)
+    cfg, params = load_hf(hf_dir, mesh=mesh, dtype=dtype, progress=progress)
+    if dtype:
+        cfg = _with_dtype(cfg, dtype)
+    return save_model_checkpoint(params, cfg, ckpt_dir, assets_from=hf_dir, overwrite=overwrite)
+
+
+def orbax_to_hf(ckpt_dir, hf_dir, dtype: str | None = None, overwrite: bool = False,
+                max_shard_bytes: int = 5 * 2**30, progress: bool = True) -> pathlib.Path:
+    """Convert our Orbax model checkpoint back to an HF directory."""
+    ckpt_dir, hf_dir = pathlib.Path(ckpt_dir), pathlib.Path(hf_dir)
+    _refuse_existing(hf_dir, overwrite)
+    if not is_model_checkpoint(ckpt_dir):
+        raise SynthflawError(f"{ckpt_dir}: not a synthflaw model checkpoint ({MARKER} missing)")
+    cfg, params = load_model_checkpoint(ckpt_dir)
+    return save_hf(params, cfg, hf_dir, assets_from=ckpt_dir / "assets", dtype=dtype,
+                   max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress)
+
+
+def _refuse_existing(out: pathlib.Path, overwrite: bool) -> None:
+    # checked before any reading so a mistake costs nothing
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+
+
+def _with_dtype(cfg: ModelConfig, dtype: str) -> ModelConfig:
+    hf = cfg.to_hf_dict()
+    for key in ("dtype", "torch_dtype"):
+        if key in hf or key == "dtype":
+            hf[key] = dtype
+    return cfg.replace(hf_dict=hf, param_dtype=dtype)
+

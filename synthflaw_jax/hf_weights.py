@@ -1,0 +1,294 @@
+"""Hugging Face weight files: the name/layout mapping to our params, streaming reads, sharded writes.
+
+Reading opens every `*.safetensors` file lazily (memory-mapped by safetensors) and copies out one
+tensor at a time into its place in the stacked `[layers, ...]` parameter, so peak host memory
+stays near one parameter plus what has been placed. Writing plans shards from the shapes first,
+then materialises one shard at a time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+from typing import Callable, Iterator
+
+import ml_dtypes
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from synthflaw_jax.errors import SynthflawError
+from synthflaw_jax.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
+_IGNORED_HF_TENSORS = ("rotary_emb.inv_freq",)
+
+DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorMap:
+    """One HF tensor (per layer when `layered`) and where it lives in our params."""
+
+    hf_name: str  # with "{i}" for the layer index when layered
+    path: tuple[str, ...]  # keys into our params pytree
+    hf_shape: tuple[int, ...]
+    to_ours: Callable[[np.ndarray], np.ndarray]
+    to_hf: Callable[[np.ndarray], np.ndarray]
+    layered: bool = False
+
+
+def _identity(x):
+    return x
+
+
+def tensor_maps(cfg: ModelConfig) -> list[TensorMap]:
+    """Every tensor of the HF checkpoint for this config, with its transform to our layout."""
+    d, f, h, kv, hd, v = (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+                          cfg.num_key_value_heads, cfg.head_dim, cfg.vocab_size)
+    maps = [TensorMap("model.embed_tokens.weight", ("embed_tokens", "embedding"), (v, d), _identity, _identity)]
+
+    def layer(name, path, shape, to_ours, to_hf):
+        maps.append(TensorMap(f"model.layers.{{i}}.{name}", ("layers",) + path, shape, to_ours, to_hf, True))
+
+    for norm in ("input_layernorm", "post_attention_layernorm"):
+        layer(f"{norm}.weight", (norm, "scale"), (d,), _identity, _identity)
+    qkv_bias = cfg.attention_bias or cfg.qkv_bias
+    for proj, heads in (("q_proj", h), ("k_proj", kv), ("v_proj", kv)):
+        layer(f"self_attn.{proj}.weight", ("self_attn", proj, "kernel"), (heads * hd, d),
+              lambda w, n=heads: w.T.reshape(d, n, hd),
+              lambda k, n=heads: k.reshape(d, n * hd).T)
+        if qkv_bias:
+            layer(f"self_attn.{proj}.bias", ("self_attn", proj, "bias"), (heads * hd,),
+                  lambda b, n=heads: b.reshape(n, hd), lambda b, n=heads: b.reshape(n * hd))
+    layer("self_attn.o_proj.weight", ("self_attn", "o_proj", "kernel"), (d, h * hd),
+          lambda w: w.T.reshape(h, hd, d), lambda k: k.reshape(h * hd, d).T)
+    if cfg.attention_bias:
+        layer("self_attn.o_proj.bias", ("self_attn", "o_proj", "bias"), (d,), _identity, _identity)
+    for proj, shape in (("gate_proj", (f, d)), ("up_proj", (f, d)), ("down_proj", (d, f))):
+        layer(f"mlp.{proj}.weight", ("mlp", proj, "kernel"), shape, lambda w: w.T, lambda k: k.T)
+        if cfg.mlp_bias:
+            layer(f"mlp.{proj}.bias", ("mlp", proj, "bias"), (shape[0],), _identity, _identity)
+    maps.append(TensorMap("model.norm.weight", ("norm", "scale"), (d,), _identity, _identity))
+    if not cfg.tie_word_embeddings:
+        maps.append(TensorMap("lm_head.weight", ("lm_head", "kernel"), (v, d), lambda w: w.T, lambda k: k.T))
+    return maps
+
+
+def _hf_names(m: TensorMap, num_layers: int) -> list[str]:
+    return [m.hf_name.format(i=i) for i in range(num_layers)] if m.layered else [m.hf_name]
+
+
+class SafetensorsReader:
+    """Lazy access to the tensors of an HF directory (single file or sharded with an index)."""
+
+    def __init__(self, hf_dir: str | pathlib.Path):
+        self.dir = pathlib.Path(hf_dir)
+        self._handles: dict[pathlib.Path, object] = {}
+        self.location = self._index()
+
+    def _index(self) -> dict[str, pathlib.Path]:
+        index_path = self.dir / INDEX_FILE
+        if index_path.is_file():
+            try:
+                weight_map = json.loads(index_path.read_text())["weight_map"]
+                assert isinstance(weight_map, dict)
+            except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+                raise SynthflawError(f"{index_path}: malformed index (expected a 'weight_map' object)") from None
+            location = {name: self.dir / fname for name, fname in weight_map.items()}
+            for path in sorted(set(location.values())):
+                if not path.is_file():
+                    raise SynthflawError(f"{index_path}: lists {path.name}, which does not exist")
+            return location
+        files = sorted(self.dir.glob("*.safetensors"))
+        if not files:
+            pickles = [p for p in PICKLE_WEIGHTS if (self.dir / p).exists()]
+            if pickles:
+                raise SynthflawError(
+                    f"{self.dir / pickles[0]}: pickle weights are refused (unpickling runs code); "
+                    "convert them to safetensors first"
+                )
+            raise SynthflawError(f"{self.dir}: no *.safetensors weights found")
+        location = {}
+        for path in files:
+            for name in self._open(path).keys():
+                location[name] = path
+        return location
+
+    def _open(self, path: pathlib.Path):
+        if path not in self._handles:
+            try:
+                self._handles[path] = safe_open(str(path), framework="numpy")
+            except Exception as err:  # safetensors raises its own error types
+                raise SynthflawError(f"{path}: corrupt or truncated safetensors file ({_one_line(err)})") from None
+        return self._handles[path]
+
+    def names(self) -> list[str]:
+        """All tensor names in the checkpoint."""
+        return list(self.location)
+
+    def get(self, name: str) -> np.ndarray:
+        """One tensor as a numpy array (its stored dtype kept)."""
+        if name not in self.location:
+            raise SynthflawError(f"{self.dir}: tensor {name!r} is missing from the checkpoint")
+        path = self.location[name]
+        try:
+            return self._open(path).get_tensor(name)
+        except SynthflawError:
+            raise
+        except Exception as err:
+            raise SynthflawError(
+                f"{path}: cannot read tensor {name!r}, file corrupt or truncated ({_one_line(err)})"
+            ) from None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Stored shape of one tensor, read from the header only."""
+        path = self.location[name]
+        try:
+            return tuple(self._open(path).get_slice(name).get_shape())
+        except SynthflawError:
+            raise
+        except Exception as err:
+            raise SynthflawError(f"{path}: corrupt header for tensor {name!r} ({_one_line(err)})") from None
+
+    def check_file_sizes(self) -> None:
+        """Refuse files whose data section is shorter than their header says (truncated)."""
+        for path in sorted(set(self.location.values())):
+            raw = path.open("rb")
+            try:
+                header_len = int.from_bytes(raw.read(8), "little")
+                header = json.loads(raw.read(header_len))
+            except (json.JSONDecodeError, UnicodeDecodeError, ValueError, MemoryError):
+                raise SynthflawError(f"{path}: corrupt safetensors header") from None
+            finally:
+                raw.close()
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            size = path.stat().st_size
+            if size < 8 + header_len + end:
+                raise SynthflawError(
+                    f"{path}: truncated safetensors file ({size} bytes, header needs {8 + header_len + end})"
+                )
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:200]
+
+
+def check_against_config(reader: SafetensorsReader, cfg: ModelConfig, source: str) -> None:
+    """Every tensor the config needs is present with the right shape; nothing unexpected."""
+    expected = {}
+    for m in tensor_maps(cfg):
+        for name in _hf_names(m, cfg.num_hidden_layers):
+            expected[name] = m.hf_shape
+    for name, shape in expected.items():
+        if name not in reader.location:
+            raise SynthflawError(f"{source}: tensor {name!r} required by config.json is missing")
+        got = reader.shape(name)
+        if got != shape:
+            raise SynthflawError(
+                f"{reader.location[name]}: tensor {name!r} has shape {list(got)}, config.json implies {list(shape)}"
+            )
+    for name in reader.names():
+        if name in expected or name.endswith(_IGNORED_HF_TENSORS):
+            continue
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        raise SynthflawError(f"{reader.location[name]}: unexpected tensor {name!r} for {cfg.architecture}")
+
+
+def read_params(reader: SafetensorsReader, cfg: ModelConfig, place: Callable, dtype: str | None = None,
+                progress: bool = True):
+    """Build our params pytree, one HF tensor at a time; `place(path, array)` puts each finished
+    parameter where it belongs (device, sharding) and returns what goes in the tree."""
+    from tqdm.auto import tqdm
+
+    maps = tensor_maps(cfg)
+    total = sum(cfg.num_hidden_layers if m.layered else 1 for m in maps)
+    params: dict = {}
+    cast = DTYPES[dtype] if dtype else None
+    with tqdm(total=total, desc="reading tensors", unit="tensor", disable=not progress) as bar:
+        for m in maps:
+            stacked = None
+            for i, name in enumerate(_hf_names(m, cfg.num_hidden_layers)):
+                ours = m.to_ours(reader.get(name))
+                if cast is not None:
+                    ours = ours.astype(cast)
+                if not m.layered:
+                    stacked = np.ascontiguousarray(ours)
+                else:
+                    if stacked is None:
+                        stacked = np.empty((cfg.num_hidden_layers,) + ours.shape, ours.dtype)
+                    stacked[i] = ours
+                del ours
+                bar.update(1)
+            _set(params, m.path, place(m.path, stacked))
+            del stacked
+    return params
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def _get(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Iterator[tuple[str, Callable[[], np.ndarray], tuple, np.dtype]]:
+    """(hf_name, thunk producing the numpy tensor, shape, dtype) for every HF tensor, in HF order.
+
+    Thunks gather one layer's slice at a time, so a sharded jax array is never copied whole."""
+    cast = np.dtype(DTYPES[dtype]) if dtype else None
+    for m in tensor_maps(cfg):
+        leaf = _get(params, m.path)
+        out_dtype = cast or np.dtype(leaf.dtype)
+        for i, name in enumerate(_hf_names(m, cfg.num_hidden_layers)):
+            def thunk(leaf=leaf, i=i, m=m):
+                arr = np.asarray(leaf[i] if m.layered else leaf)
+                arr = np.ascontiguousarray(m.to_hf(arr))
+                return arr.astype(out_dtype) if arr.dtype != out_dtype else arr
+            yield name, thunk, m.hf_shape, out_dtype
+
+
+def write_safetensors(params, cfg: ModelConfig, out_dir: pathlib.Path, max_shard_bytes: int = 5 * 2**30,
+                      dtype: str | None = None, progress: bool = True) -> list[str]:
+    """Write `model.safetensors` (or `model-0000k-of-0000n.safetensors` + index above the shard
+    limit) into out_dir; returns the file names written."""
+    from tqdm.auto import tqdm
+
+    entries = list(iter_hf_tensors(params, cfg, dtype))
+    shards: list[list] = [[]]
+    shard_bytes = 0
+    for entry in entries:
+        nbytes = int(np.prod(entry[2])) * entry[3].itemsize
+        if shards[-1] and shard_bytes + nbytes > max_shard_bytes:
+            shards.append([])
+            shard_bytes = 0
+        shards[-1].append(entry)
+        shard_bytes += nbytes
+    n = len(shards)
+    names = ["model.safetensors"] if n == 1 else [f"model-{k + 1:05d}-of-{n:05d}.safetensors" for k in range(n)]
+    weight_map, total_size = {}, 0
+    with tqdm(total=len(entries), desc="writing tensors", unit="tensor", disable=not progress) as bar:
+        for fname, shard in zip(names, shards):
+            tensors = {}
+            for name, thunk, _, _ in shard:
+                tensors[name] = thunk()
+                total_size += tensors[name].nbytes
+                weight_map[name] = fname
+                bar.update(1)
+            save_file(tensors, str(out_dir / fname), metadata={"format": "pt"})
+            del tensors
+    if n > 1:
+        index = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
+        (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+        names.append(INDEX_FILE)
+    return names

@@ -1,0 +1,293 @@
+"""A Flax (Linen) decoder for the Llama family: Llama 2/3/3.1/3.2, Mistral, Qwen2.
+
+Parameters are laid out so that conversion from transformers is a rename plus a transpose
+(kernels are [in, out]; q/k/v kernels [embed, heads, head_dim]), with the layers stacked on
+a leading `layers` axis by `nn.scan`. Every parameter carries logical axis names that
+`synthflaw_jax.sharding.LOGICAL_RULES` maps to the mesh.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from synthflaw_jax import sharding as shd
+from synthflaw_jax.models.attention import AttentionMask, dot_product_attention
+from synthflaw_jax.models.config import ModelConfig, llama3_inv_freq_scale
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def _init(axes, std=0.02):
+    return nn.with_logical_partitioning(nn.initializers.normal(std), axes)
+
+
+def _zeros(axes):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def constrain(x, axes, mesh: Mesh | None):
+    """Pin an activation's sharding by logical axis names (a no-op without a mesh)."""
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, shd.logical_to_sharding(axes, x.shape, mesh))
+
+
+def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
+    """Inverse rotary frequencies [head_dim/2] in float32, with the config's rope scaling."""
+    dim = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / dim))
+    if cfg.rope_type == "linear":
+        inv_freq = inv_freq / cfg.rope_factor
+    elif cfg.rope_type == "llama3":
+        inv_freq = llama3_inv_freq_scale(cfg, inv_freq)
+    return inv_freq.astype(np.float32)
+
+
+def apply_rope(x, positions, inv_freq):
+    """Rotate x [B, T, H, D] by positions [B, T] in the HF layout (halves, not interleaved)."""
+    freqs = positions.astype(jnp.float32)[:, :, None] * jnp.asarray(inv_freq)[None, None, :]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    cos = jnp.cos(emb)[:, :, None, :].astype(x.dtype)
+    sin = jnp.sin(emb)[:, :, None, :].astype(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in float32 like transformers."""
+
+    eps: float
+    dtype: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+            (x.shape[-1],), self.param_dtype,
+        )
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale.astype(self.dtype) * normed.astype(self.dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with rotary embeddings and an optional KV cache."""
+
+    cfg: ModelConfig
+    mesh: Mesh | None = None
+
+    @nn.compact
+    def __call__(self, x, positions, mask: AttentionMask, layer_cache=None, cache_index=None):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        qkv_bias = cfg.attention_bias or cfg.qkv_bias
+
+        def proj(name, heads, axes):
+            return nn.DenseGeneral(
+                (heads, cfg.head_dim), axis=-1, use_bias=qkv_bias, dtype=dtype, param_dtype=pdtype,
+                kernel_init=_init(("embed", axes, "head_dim")), bias_init=_zeros((axes, "head_dim")),
+                name=name,
+            )(x)
+
+        q = proj("q_proj", cfg.num_attention_heads, "heads")
+        k = proj("k_proj", cfg.num_key_value_heads, "kv_heads")
+        v = proj("v_proj", cfg.num_key_value_heads, "kv_heads")
+        inv_freq = rope_inv_freq(cfg)
+        q = apply_rope(q, positions, inv_freq)
+        k = apply_rope(k, positions, inv_freq)
+        q = constrain(q, ("batch", "length", "act_heads", "head_dim"), self.mesh)
+
+        new_cache = None
+        if layer_cache is not None:
+            idx = (0, cache_index, 0, 0)
+            k = jax.lax.dynamic_update_slice(layer_cache["k"], k.astype(layer_cache["k"].dtype), idx)
+            v = jax.lax.dynamic_update_slice(layer_cache["v"], v.astype(layer_cache["v"].dtype), idx)
+            new_cache = {"k": k, "v": v}
+            k, v = k.astype(dtype), v.astype(dtype)
+
+        out = dot_product_attention(q, k, v, mask, kernel=cfg.attention_kernel)
+        out = nn.DenseGeneral(
+            cfg.hidden_size, axis=(-2, -1), use_bias=cfg.attention_bias, dtype=dtype, param_dtype=pdtype,
+            kernel_init=_init(("heads", "head_dim", "embed")), bias_init=_zeros(("embed",)),
+            name="o_proj",
+        )(out)
+        return out, new_cache
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    cfg: ModelConfig
+    mesh: Mesh | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+
+        def dense(name, features, axes):
+            return nn.Dense(
+                features, use_bias=cfg.mlp_bias, dtype=dtype, param_dtype=pdtype,
+                kernel_init=_init(axes), bias_init=_zeros(axes[1:]), name=name,
+            )
+
+        gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
+        up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
+        hidden = constrain(nn.silu(gate) * up, ("batch", "length", "act_mlp"), self.mesh)
+        return dense("down_proj", cfg.hidden_size, ("mlp", "embed"))(hidden)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm attention block and SwiGLU block with residuals; one step of the layer scan."""
+
+    cfg: ModelConfig
+    mesh: Mesh | None = None
+
+    @nn.compact
+    def __call__(self, x, layer_cache, positions, mask, cache_index):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        x = constrain(x, ("batch", "length", "act_embed"), self.mesh)
+        h = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="input_layernorm")(x)
+        h, new_cache = Attention(cfg, self.mesh, name="self_attn")(h, positions, mask, layer_cache, cache_index)
+        x = x + h
+        h = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="post_attention_layernorm")(x)
+        x = x + MLP(cfg, self.mesh, name="mlp")(h)
+        return x, new_cache
+
+
+class CausalLM(nn.Module):
+    """Embedding, scanned decoder layers, final norm and LM head; logits in float32.
+
+    `__call__(input_ids, positions, segment_ids, cache=None, cache_index=None)` returns
+    `(logits [B, T, V] float32, hidden [B, T, D], new_cache)`. Without a cache the model
+    attends causally within segments; with one it writes K/V at `cache_index` and attends
+    over the cache, whose per-slot segment ids come in `cache["segment_ids"]`.
+    """
+
+    cfg: ModelConfig
+    mesh: Mesh | None = None
+
+    @nn.compact
+    def __call__(self, input_ids, positions=None, segment_ids=None, cache=None, cache_index=None):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        batch, length = input_ids.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+        if segment_ids is None:
+            segment_ids = jnp.ones((batch, length), jnp.int32)
+
+        if cache is None:
+            index = jnp.arange(length, dtype=jnp.int32)
+            mask = AttentionMask(segment_ids, segment_ids, index, index, cfg.sliding_window)
+            layer_caches = None
+        else:
+            cache_len = cache["k"].shape[2]
+            kv_index = jnp.arange(cache_len, dtype=jnp.int32)
+            q_index = cache_index + jnp.arange(length, dtype=jnp.int32)
+            mask = AttentionMask(segment_ids, cache["segment_ids"], q_index, kv_index, cfg.sliding_window)
+            layer_caches = {"k": cache["k"], "v": cache["v"]}
+
+        embed = nn.Embed(
+            cfg.vocab_size, cfg.hidden_size, dtype=dtype, param_dtype=pdtype,
+            embedding_init=_init(("vocab", "embed")), name="embed_tokens",
+        )
+        x = embed(input_ids.astype(jnp.int32))
+
+        layer_cls = DecoderLayer
+        if cfg.remat_policy != "none":
+            layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
+        scanned = nn.scan(
+            layer_cls,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
+            length=cfg.num_hidden_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )
+        x, new_layer_caches = scanned(cfg, self.mesh, name="layers")(
+            x, layer_caches, positions, mask, cache_index
+        )
+        hidden = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="norm")(x)
+        if cfg.tie_word_embeddings:
+            logits = embed.attend(hidden)
+        else:
+            logits = nn.Dense(
+                cfg.vocab_size, use_bias=False, dtype=dtype, param_dtype=pdtype,
+                kernel_init=_init(("embed", "vocab")), name="lm_head",
+            )(hidden)
+        logits = constrain(logits.astype(jnp.float32), ("batch", "length", "act_vocab"), self.mesh)
+        new_cache = None
+        if cache is not None:
+            new_cache = dict(new_layer_caches, segment_ids=cache["segment_ids"])
+        return logits, hidden, new_cache
+
+
+def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=None) -> dict[str, jax.Array]:
+    """An empty KV cache: k/v [layers, B, S, kv_heads, head_dim] and slot segment ids [B, S]."""
+    dtype = jnp.dtype(dtype or cfg.dtype)
+    shape = (cfg.num_hidden_layers, batch, length, cfg.num_key_value_heads, cfg.head_dim)
+    return {
+        "k": jnp.zeros(shape, dtype),
+        "v": jnp.zeros(shape, dtype),
+        "segment_ids": jnp.zeros((batch, length), jnp.int32),
+    }
+
+
+def _abstract_boxed(cfg: ModelConfig):
+    model = CausalLM(cfg)
+    ids = jnp.zeros((1, 1), jnp.int32)
+    return jax.eval_shape(lambda key: model.init(key, ids), jax.random.key(0))["params"]
+
+
+def param_logical_axes(cfg: ModelConfig):
+    """A pytree like the params whose leaves are tuples of logical axis names."""
+    specs = nn.get_partition_spec(_abstract_boxed(cfg))
+    return jax.tree.map(lambda s: tuple(s), specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+
+
+def abstract_params(cfg: ModelConfig):
+    """ShapeDtypeStructs of the params (no memory touched)."""
+    return nn.meta.unbox(_abstract_boxed(cfg))
+
+
+def param_shardings(cfg: ModelConfig, mesh: Mesh) -> Any:
+    """NamedShardings for every parameter, from its logical axes and the rules table."""
+    return shd.tree_shardings(param_logical_axes(cfg), abstract_params(cfg), mesh)
+
+
+def init_params(cfg: ModelConfig, key: jax.Array, mesh: Mesh | None = None):
+    """Randomly initialised params, created directly with their shardings when a mesh is given."""
+    model = CausalLM(cfg)
+
+    def init(k):
+        return nn.meta.unbox(model.init(k, jnp.zeros((1, 1), jnp.int32))["params"])
+
+    if mesh is None:
+        return jax.jit(init)(key)
+    shardings = param_shardings(cfg, mesh)
+    return jax.jit(init, out_shardings=shardings)(key)
+
+
+def param_count(params) -> int:
+    """Number of scalars in a params pytree."""
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def forward(cfg: ModelConfig, params, input_ids, positions=None, segment_ids=None, mesh=None):
+    """Logits [B, T, V] in float32 (pure function of params; jit it at the call site)."""
+    logits, _, _ = CausalLM(cfg, mesh).apply({"params": params}, input_ids, positions, segment_ids)
+    return logits
+
