@@ -16,7 +16,6 @@ from synthflaw_jax.errors import SynthflawError
 # subcommand name -> module under synthflaw_jax.commands
 COMMANDS = {
     "convert": "convert",
-    "demo": "demo",
 }
 
 
