@@ -16,6 +16,7 @@ from synthflaw_jax.errors import SynthflawError
 # subcommand name -> module under synthflaw_jax.commands
 COMMANDS = {
     "convert": "convert",
+    "demo": "demo",
 }
 
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # libraries' INFO chatter (Orbax, absl, JAX backends) hides our output
+        for noisy in ("absl", "jax", "orbax"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args._run(args) or 0)
     except SynthflawError as err:

@@ -1,0 +1,1 @@
+"""`synthflaw demo`: the tool end to end on the embedded tiny default."""
