@@ -16,7 +16,9 @@ from synthflaw_jax.errors import SynthflawError
 # subcommand name -> module under synthflaw_jax.commands
 COMMANDS = {
     "convert": "convert",
+    "data": "data",
     "demo": "demo",
+    "unlearn": "unlearn",
 }
 
 
@@ -39,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `synthflaw` console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "_accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
