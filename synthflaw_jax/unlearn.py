@@ -1,0 +1,257 @@
+"""The unlearning run: config -> data -> sharded jitted steps -> checkpoints -> HF export.
+
+Everything goes under the workdir: `config.json` (the resolved config; a rerun with a
+different one is refused), `checkpoints/<step>/`, `metrics.jsonl` (one line per step),
+`summary.json` and the final Hugging Face export `hf/`. Rerunning the same command resumes
+from the newest complete checkpoint, data iterator included, so the run continues exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from synthflaw_jax import checkpoint as ckpt_lib
+from synthflaw_jax import config_io, convert, losses, train
+from synthflaw_jax import sharding as shd
+from synthflaw_jax.data import config as data_config
+from synthflaw_jax.data import layout, pipeline
+from synthflaw_jax.data import tokenizer as tok_lib
+from synthflaw_jax.errors import SynthflawError
+from synthflaw_jax.models import llama, presets
+from synthflaw_jax.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+EXIT_DIVERGED = 3
+
+
+class TrainingDiverged(SynthflawError):
+    """The loss or gradient became NaN/inf; the run stopped without saving that step."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every section of an unlearning config with its defaults (the tiny CPU setting)."""
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict()
+    c.model.path = "tiny"          # HF dir or synthflaw checkpoint; "tiny" = random tiny model (smoke tests)
+    c.model.param_dtype = "float32"  # params and optimizer state are kept in this dtype
+    c.model.dtype = "float32"      # compute dtype of activations ("bfloat16" on TPU)
+    c.model.remat_policy = "none"  # none | full | dots | dots_no_batch
+    c.model.attention_kernel = "xla"  # xla | reference | pallas_tpu
+    c.data = data_config.default_data_config()
+    c.loss = losses.default_loss_config()
+    c.optim = train.default_optim_config()
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 100            # optimizer steps in the whole run
+    c.train.grad_accum = 1         # microbatches per step (lax.scan); rows per stream must divide
+    c.train.max_segments = 0       # packed forget rows: max examples per row for per-example losses
+                                   # (0 = seq_len // 8 when packing, 1 without packing)
+    c.train.seed = 0               # model init ("tiny") and step RNG
+    c.train.log_every = 10         # fetch metrics from the device every N steps (no per-step sync)
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = 1
+    c.mesh.fsdp = -1               # -1 = all remaining devices
+    c.mesh.tensor = 1
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 50        # save every N steps (and always at the end)
+    c.checkpoint.keep = 2          # keep the newest K steps
+    c.checkpoint.async_save = True
+    c.checkpoint.export_hf = True  # write workdir/hf at the end
+    return c
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    workdir: pathlib.Path
+    final_step: int
+    resumed_from: int | None
+    last_metrics: dict
+    hf_dir: pathlib.Path | None
+
+
+def _record_config(workdir: pathlib.Path, config) -> None:
+    path = workdir / "config.json"
+    resolved = config_io.to_json(config)
+    if path.exists():
+        if path.read_text() != resolved:
+            old, new = json.loads(path.read_text()), json.loads(resolved)
+            diff = _first_difference(old, new)
+            raise SynthflawError(
+                f"{path}: this workdir was started with a different config ({diff}); "
+                "rerun with the same config to resume, or use a new --workdir"
+            )
+        return
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(resolved)
+    tmp.rename(path)
+
+
+def _first_difference(old, new, prefix="") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}: {a!r} -> {b!r}"
+    return ""
+
+
+def _model_config(config, tokenizer) -> tuple[ModelConfig, pathlib.Path | None]:
+    runtime = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+                   remat_policy=config.model.remat_policy, attention_kernel=config.model.attention_kernel)
+    if config.model.path == "tiny":
+        return presets.tiny(vocab_size=len(tokenizer), **runtime), None
+    path = pathlib.Path(config.model.path)
+    if not path.exists():
+        raise SynthflawError(f"config model.path: {path} does not exist")
+    return ModelConfig.from_file(path / "config.json", **runtime), path
+
+
+def _load_params(config, model_cfg, model_path, mesh):
+    if model_path is None:
+        return llama.init_params(model_cfg, jax.random.key(int(config.train.seed)), mesh)
+    from synthflaw_jax.models.loading import load
+
+    loaded = load(model_path, mesh=mesh, dtype=config.model.param_dtype)
+    return loaded.params
+
+
+def _assets_dir(config, model_path) -> pathlib.Path | None:
+    if model_path is not None:
+        assets = model_path / "assets" if convert.is_model_checkpoint(model_path) else model_path
+        if assets.is_dir():
+            return assets
+    if config.data.tokenizer == tok_lib.TINY:
+        return tok_lib.tiny_tokenizer_dir()
+    return None
+
+
+def _max_segments(config) -> int | None:
+    if not config.data.packing:
+        return None
+    n = int(config.train.max_segments)
+    return n if n > 0 else max(int(config.data.seq_len) // 8, 1)
+
+
+class MetricsLog:
+    """Per-step device metrics, fetched every `every` steps (one sync), written as JSON lines."""
+
+    def __init__(self, path: pathlib.Path, every: int, bar):
+        self.path, self.every, self.bar = path, max(int(every), 1), bar
+        self.pending: list[tuple[int, dict]] = []
+        self.last: dict = {}
+        self._t0, self._tokens = time.perf_counter(), 0.0
+
+    def add(self, step: int, metrics) -> None:
+        self.pending.append((step, metrics))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Fetch pending metrics, log them, and stop the run on a non-finite step."""
+        if not self.pending:
+            return
+        fetched = jax.device_get([m for _, m in self.pending])
+        steps = [s for s, _ in self.pending]
+        self.pending = []
+        now = time.perf_counter()
+        tokens = sum(float(m["tokens"]) for m in fetched)
+        tok_s = tokens / max(now - self._t0, 1e-9)
+        self._t0 = now
+        with self.path.open("a") as f:
+            for step, m in zip(steps, fetched):
+                row = {"step": step, **{k: float(v) for k, v in m.items()}, "tokens_per_s": tok_s}
+                f.write(json.dumps(row) + "\n")
+                if not m["finite"]:
+                    raise TrainingDiverged(
+                        f"loss or gradient became non-finite at step {step} (loss={float(m['loss'])}, "
+                        f"grad_norm={float(m['grad_norm'])}); stopped without saving it, see {self.path}"
+                    )
+        self.last = {k: float(v) for k, v in fetched[-1].items()}
+        self.last["tokens_per_s"] = tok_s
+        self.bar.set_postfix(loss=f"{self.last['loss']:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> RunResult:
+    """Run (or resume) unlearning as configured; returns what was produced."""
+    from tqdm.auto import tqdm
+
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _record_config(workdir, config)
+    total_steps = int(config.train.steps)
+    if total_steps < 1:
+        raise SynthflawError(f"config train.steps: must be >= 1, got {total_steps}")
+
+    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    tokenizer = tok_lib.load_tokenizer(config.data.tokenizer)
+    model_cfg, model_path = _model_config(config, tokenizer)
+    tok_lib.check_vocab_size(tokenizer, model_cfg.vocab_size, where=f"tokenizer {config.data.tokenizer}")
+    data = pipeline.build_mixture(config.data, tokenizer=tokenizer, model_vocab_size=model_cfg.vocab_size)
+
+    schedule = train.make_schedule(config.optim, total_steps)
+    tx = train.make_optimizer(config.optim, schedule)
+    shardings = train.state_shardings(model_cfg, tx, mesh)
+    needs = train.reference_needs(config.loss)
+    checkpointer = ckpt_lib.TrainCheckpointer(workdir / "checkpoints", config.checkpoint.every,
+                                              config.checkpoint.keep, config.checkpoint.async_save)
+    param_dtypes = jax.tree.map(lambda _: jnp.dtype(config.model.param_dtype), llama.abstract_params(model_cfg))
+    restored = checkpointer.restore_latest(train.abstract_state(model_cfg, tx, shardings, param_dtypes))
+    if restored is not None:
+        resumed_from, state, data_state = restored
+        data.set_state(data_state)
+        ref_params = _load_params(config, model_cfg, model_path, mesh) if needs.any else None
+        log.info("resuming from step %d in %s", resumed_from, checkpointer.directory)
+    else:
+        resumed_from = None
+        params = _load_params(config, model_cfg, model_path, mesh)
+        ref_params = jax.tree.map(jnp.copy, params) if needs.any else None
+        state = train.create_state(params, tx, shardings, int(config.train.seed))
+
+    step_fn = train.make_train_step(model_cfg, config.loss, tx, schedule, mesh, shardings,
+                                    int(config.train.grad_accum), _max_segments(config))
+    start = int(jax.device_get(state.step))
+    bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not progress)
+    metrics_log = MetricsLog(workdir / "metrics.jsonl", config.train.log_every, bar)
+    try:
+        for step in range(start + 1, total_steps + 1):
+            host_batch = next(data)
+            batch = {name: _to_global(b, mesh) for name, b in host_batch.items()}
+            state, metrics = step_fn(state, batch, ref_params)
+            metrics_log.add(step, metrics)
+            bar.update(1)
+            if step % int(config.checkpoint.every) == 0 or step == total_steps:
+                metrics_log.flush()  # never save a step before its loss was seen to be finite
+                checkpointer.save(step, state, data.get_state(), force=True)
+        metrics_log.flush()
+    except StopIteration:
+        raise SynthflawError("data: a stream ran out before train.steps (set data.num_epochs=0 to repeat)") from None
+    finally:
+        bar.close()
+        checkpointer.close()
+
+    hf_dir = None
+    if config.checkpoint.export_hf:
+        hf_dir = convert.save_hf(state.params, model_cfg, workdir / "hf", assets_from=_assets_dir(config, model_path),
+                                 dtype=config.model.param_dtype, overwrite=True, progress=False)
+    summary = {"final_step": total_steps, "resumed_from": resumed_from, "last_metrics": metrics_log.last,
+               "hf_dir": str(hf_dir) if hf_dir else None}
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return RunResult(workdir, total_steps, resumed_from, metrics_log.last, hf_dir)
+
+
+def _to_global(batch: dict, mesh) -> dict:
+    rows = next(iter(batch.values())).shape
+    sharding = shd.logical_to_sharding(("batch", "length"), rows, mesh)
+    return layout.to_global(batch, sharding)

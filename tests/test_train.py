@@ -1,0 +1,204 @@
+"""The sharded train step, gradient accumulation, checkpoint resume and NaN handling."""
+import json
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from synthflaw_jax import train, unlearn
+from synthflaw_jax.cli import main
+from synthflaw_jax.models import llama, presets
+from synthflaw_jax.sharding import make_mesh
+
+CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
+
+
+def small_config(**changes):
+    c = unlearn.default_config()
+    c.data.seq_len = 64
+    c.data.batch_size = 8
+    c.train.steps = 6
+    c.train.log_every = 2
+    c.checkpoint.every = 3
+    c.checkpoint.async_save = True
+    c.optim.warmup_steps = 1
+    c.optim.learning_rate = 1e-3
+    for key, value in changes.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def _fake_batch(rows, seq, vocab, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, vocab, (rows, seq)).astype(np.int32)
+    mask = np.ones((rows, seq), np.int32)
+    mask[:, : seq // 4] = 0  # prompt
+    return {"input_ids": ids, "loss_mask": mask, "segment_ids": np.ones((rows, seq), np.int32),
+            "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), (rows, seq)).copy()}
+
+
+def _run_steps(mesh, loss_cfg, grad_accum=1, steps=3):
+    cfg = presets.tiny(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
+    c = small_config()
+    c.loss.update(loss_cfg)
+    schedule = train.make_schedule(c.optim, 10)
+    tx = train.make_optimizer(c.optim, schedule)
+    shardings = train.state_shardings(cfg, tx, mesh)
+    params = llama.init_params(cfg, jax.random.key(0), mesh)
+    needs = train.reference_needs(c.loss)
+    ref = jax.tree.map(jnp.copy, params) if needs.any else None
+    state = train.create_state(params, tx, shardings, 0)
+    step = train.make_train_step(cfg, c.loss, tx, schedule, mesh, shardings, grad_accum)
+    metrics = []
+    for i in range(steps):
+        batch = {"forget": _fake_batch(8, 16, 128, i), "replay": _fake_batch(8, 16, 128, 100 + i)}
+        state, m = step(state, batch, ref)
+        metrics.append(jax.device_get(m))
+    return state, metrics
+
+
+def _assert_trees_close(a, b, atol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lower_bounded", "npo"])
+def test_one_device_equals_eight_devices(method):
+    one, m1 = _run_steps(make_mesh(1, 1, 1, devices=jax.devices()[:1]), {"method": method})
+    eight, m8 = _run_steps(make_mesh(2, 2, 2), {"method": method})
+    w = eight.params["layers"]["mlp"]["gate_proj"]["kernel"]
+    assert len(w.sharding.device_set) == 8
+    mu = eight.opt_state[1][0].mu["layers"]["mlp"]["gate_proj"]["kernel"]
+    assert mu.sharding == w.sharding  # optimizer moments sharded like their params
+    assert eight.opt_state[1][0].count.sharding.is_fully_replicated
+    for a, b in zip(m1, m8):
+        assert abs(a["loss"] - b["loss"]) < 1e-4
+    _assert_trees_close(one.params, eight.params, atol=2e-5)
+    assert int(one.step) == 3
+
+
+def test_gradient_accumulation_matches_full_batch():
+    mesh = make_mesh(1, -1, 1)
+    loss_cfg = {"method": "ga"}  # mean over examples: equal-sized microbatches average exactly
+    full, _ = _run_steps(mesh, loss_cfg, grad_accum=1, steps=2)
+    accum, _ = _run_steps(mesh, loss_cfg, grad_accum=4, steps=2)
+    _assert_trees_close(full.params, accum.params, atol=2e-6)
+
+
+def test_step_skips_non_finite_update():
+    mesh = make_mesh(1, -1, 1)
+    cfg = presets.tiny(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
+    c = small_config()
+    schedule = train.make_schedule(c.optim, 10)
+    tx = train.make_optimizer(c.optim, schedule)
+    shardings = train.state_shardings(cfg, tx, mesh)
+    params = llama.init_params(cfg, jax.random.key(0), mesh)
+    params["norm"]["scale"] = params["norm"]["scale"].at[0].set(jnp.nan)
+    before = jax.device_get(params)
+    state = train.create_state(params, tx, shardings, 0)
+    step = train.make_train_step(cfg, c.loss, tx, schedule, mesh, shardings)
+    batch = {"forget": _fake_batch(8, 16, 128, 0), "replay": _fake_batch(8, 16, 128, 1)}
+    state, m = step(state, batch, jax.tree.map(jnp.copy, state.params))
+    assert float(m["finite"]) == 0.0 and int(state.step) == 0
+    after = jax.device_get(state.params)
+    for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(x, y)
+
+
+def _params(workdir):
+    from synthflaw_jax.convert import load_hf
+
+    return load_hf(pathlib.Path(workdir) / "hf", progress=False)[1]
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    unlearn.run(small_config(), straight, progress=False)
+
+    interrupted = tmp_path / "interrupted"
+    real_step = train.make_train_step
+    calls = {"n": 0}
+
+    def crashing_step(*args, **kwargs):
+        fn = real_step(*args, **kwargs)
+
+        def wrapped(*a):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt  # killed between checkpoints (saved at 3)
+            return fn(*a)
+        return wrapped
+
+    monkeypatch.setattr(train, "make_train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        unlearn.run(small_config(), interrupted, progress=False)
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
+    monkeypatch.setattr(train, "make_train_step", real_step)
+    result = unlearn.run(small_config(), interrupted, progress=False)
+    assert result.resumed_from == 3
+    a, b = _params(straight), _params(interrupted)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    rows = [json.loads(line) for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    straight_rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    # steps 4-6 after the resume saw the same data and gave the same losses
+    by_step = {r["step"]: r["loss"] for r in rows}
+    for r in straight_rows:
+        assert by_step[r["step"]] == pytest.approx(r["loss"], abs=1e-6)
+
+
+def test_damaged_latest_checkpoint_falls_back(tmp_path, caplog):
+    work = tmp_path / "w"
+    unlearn.run(small_config(**{"checkpoint.keep": 3}), work, progress=False)
+    steps = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [3, 6]
+    state_dir = work / "checkpoints" / "6" / "state"
+    for f in state_dir.rglob("*"):
+        if f.is_file() and "manifest" in f.name:
+            f.unlink()
+    shutil.rmtree(state_dir / "d", ignore_errors=True)
+    (work / "hf").rename(tmp_path / "hf_first")
+    result = unlearn.run(small_config(**{"checkpoint.keep": 3}), work, progress=False)
+    assert result.resumed_from == 3
+    assert "cannot be restored" in caplog.text
+    for x, y in zip(jax.tree.leaves(_params(work)), jax.tree.leaves(
+            __import__("synthflaw_jax.convert", fromlist=["load_hf"]).load_hf(tmp_path / "hf_first", progress=False)[1])):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_nan_stops_cleanly_without_saving(tmp_path, capsys):
+    work = tmp_path / "nan"
+    code = main(["unlearn", "--config", CONFIG, "--workdir", str(work), "--no-progress",
+                 "--config.optim.learning_rate=1e30", "--config.optim.grad_clip=0.0",
+                 "--config.optim.warmup_steps=0", "--config.train.steps=8", "--config.train.log_every=1",
+                 "--config.checkpoint.every=1", "--config.data.seq_len=64"])
+    out = capsys.readouterr().out
+    assert code == unlearn.EXIT_DIVERGED, out
+    assert "non-finite at step" in out
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    bad = min(r["step"] for r in rows if r["finite"] == 0.0)
+    saved = [int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit()]
+    assert all(s < bad for s in saved)
+    assert not (work / "hf").exists()
+
+
+def test_cli_rejects_changed_config_and_bad_override(tmp_path, capsys):
+    work = tmp_path / "w"
+    args = ["unlearn", "--config", CONFIG, "--workdir", str(work), "--no-progress", "--config.train.steps=2",
+            "--config.data.seq_len=64"]
+    assert main(args) == 0
+    assert (work / "hf" / "model.safetensors").exists()
+    capsys.readouterr()
+    assert main(args[:-2] + ["--config.train.steps=3", "--config.data.seq_len=64"]) == 2
+    assert "different config (train.steps: 2 -> 3)" in capsys.readouterr().err
+    assert main(args + ["--config.loss.method=magic"]) == 2
+    assert main(["unlearn", "--config", CONFIG, "--workdir", str(tmp_path / "x"), "--config.nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert "config has no field 'nope'" in err
