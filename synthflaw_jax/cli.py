@@ -18,6 +18,7 @@ COMMANDS = {
     "convert": "convert",
     "data": "data",
     "demo": "demo",
+    "eval": "eval",
     "unlearn": "unlearn",
 }
 
