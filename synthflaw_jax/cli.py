@@ -15,6 +15,7 @@ from synthflaw_jax.errors import SynthflawError
 
 # subcommand name -> module under synthflaw_jax.commands
 COMMANDS = {
+    "analyze": "analyze",
     "convert": "convert",
     "data": "data",
     "demo": "demo",
