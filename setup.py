@@ -18,6 +18,7 @@ RUNTIME = [
     "scipy==1.17.1",
     "langdetect==1.0.9",
     "psutil==7.2.2",
+    "tensorboardX==2.6.5",  # TensorBoard event files without TensorFlow
     "grain==0.2.18",
     "tensorflow-datasets==4.9.10",
     "array-record==0.8.6",

@@ -2,7 +2,8 @@
 
 Everything goes under the workdir: `config.json` (the resolved config; a rerun with a
 different one is refused), `checkpoints/<step>/`, `metrics.jsonl` (one line per step),
-`summary.json` and the final Hugging Face export `hf/`. Rerunning the same command resumes
+`tensorboard/` (the same metrics as event files), `summary.json` and the final Hugging Face
+export `hf/`. Rerunning the same command resumes
 from the newest complete checkpoint, data iterator included, so the run continues exactly.
 """
 from __future__ import annotations
@@ -145,10 +146,16 @@ def _max_segments(config) -> int | None:
 
 
 class MetricsLog:
-    """Per-step device metrics, fetched every `every` steps (one sync), written as JSON lines."""
+    """Per-step device metrics, fetched every `every` steps (one sync), written as JSON lines
+    and as TensorBoard event files (`tensorboard_dir`)."""
 
-    def __init__(self, path: pathlib.Path, every: int, bar):
+    def __init__(self, path: pathlib.Path, every: int, bar, tensorboard_dir: pathlib.Path | None = None):
         self.path, self.every, self.bar = path, max(int(every), 1), bar
+        self.writer = None
+        if tensorboard_dir is not None:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(tensorboard_dir))
         self.pending: list[tuple[int, dict]] = []
         self.last: dict = {}
         self._t0, self._tokens = time.perf_counter(), 0.0
@@ -173,6 +180,10 @@ class MetricsLog:
             for step, m in zip(steps, fetched):
                 row = {"step": step, **{k: float(v) for k, v in m.items()}, "tokens_per_s": tok_s}
                 f.write(json.dumps(row) + "\n")
+                if self.writer is not None:
+                    for key, value in row.items():
+                        if key != "step":
+                            self.writer.add_scalar(f"unlearn/{key}", value, step)
                 if not m["finite"]:
                     raise TrainingDiverged(
                         f"loss or gradient became non-finite at step {step} (loss={float(m['loss'])}, "
@@ -181,6 +192,13 @@ class MetricsLog:
         self.last = {k: float(v) for k, v in fetched[-1].items()}
         self.last["tokens_per_s"] = tok_s
         self.bar.set_postfix(loss=f"{self.last['loss']:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        """Close the TensorBoard writer."""
+        if self.writer is not None:
+            self.writer.close()
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> RunResult:
@@ -223,7 +241,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
                                     int(config.train.grad_accum), _max_segments(config))
     start = int(jax.device_get(state.step))
     bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not progress)
-    metrics_log = MetricsLog(workdir / "metrics.jsonl", config.train.log_every, bar)
+    metrics_log = MetricsLog(workdir / "metrics.jsonl", config.train.log_every, bar, workdir / "tensorboard")
     try:
         for step in range(start + 1, total_steps + 1):
             host_batch = next(data)
@@ -239,6 +257,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
         raise SynthflawError("data: a stream ran out before train.steps (set data.num_epochs=0 to repeat)") from None
     finally:
         bar.close()
+        metrics_log.close()
         checkpointer.close()
 
     hf_dir = None
