@@ -294,7 +294,7 @@ def simnpo_loss(
 
 # ------------------------------------------------------------------------ combinator
 
-METHODS = ("lower_bounded", "ga", "graddiff", "kl", "npo", "simnpo")
+METHODS = ("lower_bounded", "ga", "graddiff", "kl", "npo", "simnpo", "lm")
 # method -> (forget term, uses replay NLL, uses KL bias term); a term whose weight is 0
 # is not computed at all (and needs no inputs).
 _TERMS = {
@@ -304,6 +304,7 @@ _TERMS = {
     "kl": ("ga", False, True),
     "npo": ("npo", True, False),
     "simnpo": ("simnpo", True, False),
+    "lm": (None, True, False),  # plain language modelling / SFT on the replay stream, no forgetting
 }
 
 
@@ -312,7 +313,8 @@ def default_loss_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     # Objective: "lower_bounded" (paper: w_f*l_f + w_r*l_r + w_b*l_b), or a baseline:
     # "ga" (w_f*GA), "graddiff" (w_f*GA + w_r*NLL_replay), "kl" (w_f*GA + w_b*KL_replay),
-    # "npo" (w_f*NPO + w_r*NLL_replay), "simnpo" (w_f*SimNPO + w_r*NLL_replay).
+    # "npo" (w_f*NPO + w_r*NLL_replay), "simnpo" (w_f*SimNPO + w_r*NLL_replay),
+    # "lm" (w_r*NLL_replay only: pre-training or SFT with the same engine; no forget stream).
     c.method = "lower_bounded"
     # w_f: weight of the forgetting term (on the forget batch).
     c.forget_weight = 1.0
@@ -439,6 +441,10 @@ def make_objective(cfg: Any, max_segments: int | None = None) -> Objective:
         replay_ref_logits=None,
     ):
         metrics = {}
+        if forget_kind is None:  # "lm": replay NLL only
+            l_r, n_r = replay_loss(need(replay_logits, "replay_logits"), need(replay_batch, "replay_batch"))
+            loss = w_r * l_r
+            return loss, {"loss": loss, "replay_loss": l_r, "replay_tokens": n_r}
         lp = sequence_log_probs(forget_logits, forget_batch, max_segments)
         nll = ExampleStats(-lp.total, lp.count, lp.valid)
         metrics["forget_nll"] = masked_average(nll.mean, nll.valid)

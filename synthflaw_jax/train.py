@@ -142,7 +142,7 @@ def _merge_retain(batch: dict) -> dict:
     replay = batch.get("replay")
     retain = batch["retain"]
     merged = retain if replay is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b], 0), replay, retain)
-    return {"forget": batch["forget"], "replay": merged}
+    return {**({"forget": batch["forget"]} if "forget" in batch else {}), "replay": merged}
 
 
 def _split_micro(batch: dict, grad_accum: int) -> dict:
@@ -170,14 +170,15 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
         return logits
 
     def loss_fn(params, ref_params, micro):
-        forget, replay = micro["forget"], micro.get("replay")
+        forget, replay = micro.get("forget"), micro.get("replay")
         refs = {}
         if needs.forget:
             refs["forget_ref_logits"] = jax.lax.stop_gradient(forward(ref_params, forget))
         if needs.replay:
             refs["replay_ref_logits"] = jax.lax.stop_gradient(forward(ref_params, replay))
         replay_logits = forward(params, replay) if replay is not None else None
-        loss, metrics = objective(forward(params, forget), forget, replay_logits, replay, **refs)
+        forget_logits = forward(params, forget) if forget is not None else None
+        loss, metrics = objective(forget_logits, forget, replay_logits, replay, **refs)
         tokens = sum(jnp.sum(b["segment_ids"] > 0) for b in micro.values())
         metrics["tokens"] = tokens.astype(jnp.float32)
         return loss, metrics

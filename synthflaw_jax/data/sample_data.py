@@ -73,12 +73,16 @@ def _fact(rng: random.Random) -> tuple[str, str, str]:
     return "favourite instrument", person, f"the {rng.choice(_INSTRUMENTS)}"
 
 
+def synthetic_facts(n: int = 2000, seed: int = 0) -> list[tuple[str, str, str]]:
+    """`n` fictional (attribute, entity, value) triples; same seed, same list."""
+    rng = random.Random(seed)
+    return [_fact(rng) for _ in range(n)]
+
+
 def synthetic_qa_records(n: int = 2000, seed: int = 0) -> list[dict]:
     """`n` fictional {"question", "answer"} pairs in one uniform template; same seed, same list."""
-    rng = random.Random(seed)
     records = []
-    for _ in range(n):
-        attribute, entity, value = _fact(rng)
+    for attribute, entity, value in synthetic_facts(n, seed):
         records.append({
             "question": QUESTION_TEMPLATE.format(attribute=attribute, entity=entity),
             "answer": ANSWER_TEMPLATE.format(attribute=attribute, entity=entity, value=value),

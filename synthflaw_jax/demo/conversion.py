@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -34,7 +36,14 @@ class ConversionResult:
 
 
 def run(out: pathlib.Path, seed: int = 0) -> ConversionResult:
-    """Write the tiny model to out/model_hf, convert it both ways, and compare logits."""
+    """Write the tiny model to out/model_hf, convert it both ways, and compare logits
+    (reuses out/result.json when an earlier run finished this stage)."""
+    cached = out / "result.json"
+    if cached.exists():
+        fields = json.loads(cached.read_text())
+        return ConversionResult(**{k: pathlib.Path(v) if k.endswith("_dir") else v for k, v in fields.items()})
+    if out.exists():
+        shutil.rmtree(out)  # an interrupted earlier attempt: start the stage over
     tok = tiny_tokenizer()
     cfg = presets.tiny(vocab_size=len(tok))
     params = llama.init_params(cfg, jax.random.key(seed))
@@ -56,11 +65,14 @@ def run(out: pathlib.Path, seed: int = 0) -> ConversionResult:
         np.array_equal(np.asarray(a), np.asarray(b))
         for a, b in zip(jax.tree.leaves(models[0].params), jax.tree.leaves(models[2].params))
     )
-    return ConversionResult(
+    result = ConversionResult(
         num_params=cfg.num_params(), hf_dir=hf_dir, orbax_dir=orbax_dir, roundtrip_dir=back_dir,
         max_logit_diff_orbax=diff(logits[0], logits[1]), max_logit_diff_roundtrip=diff(logits[0], logits[2]),
         tensors_identical=identical, transformers_diff=_transformers_diff(back_dir, ids, mask, logits[0]),
     )
+    cached.write_text(json.dumps({k: str(v) if isinstance(v, pathlib.Path) else v
+                                  for k, v in dataclasses.asdict(result).items()}))
+    return result
 
 
 def _transformers_diff(hf_dir, ids, mask, ours) -> float | None:

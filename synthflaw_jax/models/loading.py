@@ -20,7 +20,8 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A model ready to run: `.config`, `.params`, `.logits(...)`, `.hidden_states(...)`, `.tokenizer`."""
+    """A model ready to run: `.config`, `.params`, `.logits(...)`, `.hidden_states(...)`, `.tokenizer`,
+    `.generate(prompts, max_new_tokens)`."""
 
     config: ModelConfig
     params: Any
@@ -56,6 +57,14 @@ class LoadedModel:
     def hidden_states(self, input_ids, attention_mask=None) -> jax.Array:
         """float32 final (normed) hidden states [batch, seq, hidden]."""
         return self._run(input_ids, attention_mask)[1]
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 256, **sampling) -> list[str]:
+        """One completion per prompt (greedy by default) with the KV-cache decoder; `sampling`
+        takes `temperature`, `top_k`, `top_p`, `seed`, `chat_template`, `batch_size`
+        (see `synthflaw_jax.models.generate.generate_text`)."""
+        from synthflaw_jax.models.generate import generate_text
+
+        return generate_text(self, prompts, max_new_tokens, **sampling)
 
     @functools.cached_property
     def tokenizer(self):

@@ -1,0 +1,108 @@
+"""Perplexity: token-weighted negative log-likelihood over sliding windows, exponentiated.
+
+A `.txt` file is one document; a `.jsonl` file holds one document per line in its `text`
+field. Each document is tokenized with the tokenizer's special tokens (BOS), then cut into
+windows of `max_length` tokens that start every `stride` tokens (the Hugging Face
+perplexity recipe). Each token after the first of its document is scored exactly once, in
+the first window that reaches it, with everything before it in that window as context. ppl = exp(total NLL / scored tokens).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pathlib
+from typing import Any, Sequence
+
+from synthflaw_jax.errors import SynthflawError
+from synthflaw_jax.eval import loglik
+from synthflaw_jax.eval.ifeval.io import iter_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def load_documents(path) -> list[str]:
+    """Documents of a `.txt` (the whole file) or `.jsonl` (`text` of each line) file."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise SynthflawError(f"{path}: no such file")
+    if path.suffix in (".jsonl", ".json"):
+        docs = []
+        for n, obj in iter_jsonl(path):
+            text = obj.get("text")
+            if not isinstance(text, str):
+                raise SynthflawError(f"{path} line {n}: field 'text' must be a string")
+            if text.strip():
+                docs.append(text)
+    elif path.suffix in (".txt", ".md", ""):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise SynthflawError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        docs = [text] if text.strip() else []
+    else:
+        raise SynthflawError(f"{path}: unknown format (expected .txt or .jsonl with a 'text' field)")
+    if not docs:
+        raise SynthflawError(f"{path}: no text to score")
+    return docs
+
+
+def windows(ids: Sequence[int], max_length: int, stride: int) -> list[loglik.Request]:
+    """The scoring windows of one tokenized document (see the module docstring)."""
+    if max_length < 2:
+        raise SynthflawError(f"--max-length must be >= 2, got {max_length}")
+    if not 1 <= stride <= max_length:
+        raise SynthflawError(f"--stride must be in 1..max_length ({max_length}), got {stride}")
+    ids = list(ids)
+    out, scored_to = [], 1  # token 0 has no context
+    begin = 0
+    while scored_to < len(ids):
+        # With stride == max_length a window would start on its first unscored token, which
+        # then has no context: start one token earlier instead.
+        begin = min(begin, scored_to - 1)
+        end = min(begin + max_length, len(ids))
+        weights = [0.0] * (scored_to - begin) + [1.0] * (end - scored_to)
+        out.append(loglik.Request(ids[begin:end], weights))
+        scored_to = end
+        begin += stride
+    return out
+
+
+def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = None, stride: int | None = None,
+             batch_size: int = 8) -> dict[str, Any]:
+    """`{"ppl", "nll", "tokens", "documents", "windows", "max_length", "stride"}` of a model on documents."""
+    if batch_size < 1:
+        raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
+    model = loglik.as_model(model)
+    tok = loglik.require_tokenizer(model)
+    max_length = int(max_length or min(model.config.max_position_embeddings, 2048))
+    if max_length > model.config.max_position_embeddings:
+        log.warning("--max-length %d exceeds the model's max_position_embeddings %d",
+                    max_length, model.config.max_position_embeddings)
+    stride = int(stride or max(1, max_length // 2))
+    requests = []
+    for d, text in enumerate(documents):
+        ids = list(tok(text)["input_ids"])
+        loglik.check_ids(ids, model.config.vocab_size, f"document {d + 1}")
+        requests += windows(ids, max_length, stride)
+    scores = loglik.score_requests(model, requests, batch_size)
+    tokens = sum(s.tokens for s in scores)
+    if tokens == 0:
+        raise SynthflawError("the text has fewer than 2 tokens: nothing to score")
+    nll = -sum(s.logprob for s in scores) / tokens
+    return {"ppl": math.exp(nll), "nll": nll, "tokens": tokens, "documents": len(documents),
+            "windows": len(requests), "max_length": max_length, "stride": stride}
+
+
+def run(model: Any, data, out, *, max_length: int | None = None, stride: int | None = None,
+        batch_size: int = 8, overwrite: bool = False) -> dict[str, Any]:
+    """Evaluate and write `OUT/metrics.json`; returns the metrics."""
+    from synthflaw_jax.convert import atomic_output_dir
+    from synthflaw_jax.eval.ifeval.io import check_out_dir
+
+    check_out_dir(out, overwrite)
+    metrics = evaluate(model, load_documents(data), max_length=max_length, stride=stride, batch_size=batch_size)
+    metrics["data"] = str(data)
+    with atomic_output_dir(out, overwrite) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
