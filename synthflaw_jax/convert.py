@@ -21,6 +21,7 @@ import tempfile
 from typing import Iterator
 
 import jax
+import numpy as np
 
 from synthflaw_jax import hf_weights
 from synthflaw_jax.errors import SynthflawError
@@ -88,7 +89,21 @@ def _write_json(path: pathlib.Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def _placer(cfg: ModelConfig, mesh):
+# Orbax stages at most this much data at once while saving/restoring (its default is 96 GB,
+# which lets a conversion hold a second copy of the model in flight).
+_ORBAX_CONCURRENT_GB = 1
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer(save_concurrent_gb=_ORBAX_CONCURRENT_GB,
+                                    restore_concurrent_gb=_ORBAX_CONCURRENT_GB)
+
+
+def _placer(cfg: ModelConfig, mesh, host: bool = False):
+    if host:  # keep numpy arrays: a host-to-host conversion needs no device copy
+        return lambda path, arr: arr
     if mesh is None:
         device = jax.local_devices()[0]
         return lambda path, arr: jax.device_put(arr, device)
@@ -100,8 +115,9 @@ def _placer(cfg: ModelConfig, mesh):
 
 # --------------------------------------------------------------------------- HF side
 def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, progress: bool = True,
-            **runtime) -> tuple[ModelConfig, dict]:
-    """Read an HF directory into (config, params); params placed with their shardings on `mesh`."""
+            host: bool = False, **runtime) -> tuple[ModelConfig, dict]:
+    """Read an HF directory into (config, params); params placed with their shardings on `mesh`
+    (or left as host numpy arrays with `host=True`)."""
     hf_dir = pathlib.Path(hf_dir)
     if not hf_dir.is_dir():
         raise SynthflawError(f"{hf_dir}: not a directory")
@@ -109,7 +125,7 @@ def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, prog
     reader = hf_weights.SafetensorsReader(hf_dir)
     reader.check_file_sizes()
     hf_weights.check_against_config(reader, cfg, str(hf_dir))
-    params = hf_weights.read_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
+    params = hf_weights.read_params(reader, cfg, _placer(cfg, mesh, host), dtype=dtype, progress=progress)
     return cfg, params
 
 
@@ -131,10 +147,8 @@ def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: st
 def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
                           assets_from: str | os.PathLike | None = None, overwrite: bool = False) -> pathlib.Path:
     """Save (config, params, assets) as our Orbax model checkpoint, atomically."""
-    import orbax.checkpoint as ocp
-
     with atomic_output_dir(ckpt_dir, overwrite) as tmp:
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = _checkpointer()
         checkpointer.save(tmp / "params", params)
         checkpointer.wait_until_finished()
         _write_json(tmp / "config.json", cfg.to_hf_dict())
@@ -144,8 +158,10 @@ def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
     return pathlib.Path(ckpt_dir)
 
 
-def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> tuple[ModelConfig, dict]:
-    """Restore (config, params) from our model checkpoint, sharded on `mesh` when given."""
+def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, host: bool = False,
+                          **runtime) -> tuple[ModelConfig, dict]:
+    """Restore (config, params) from our model checkpoint, sharded on `mesh` when given
+    (or as host numpy arrays with `host=True`)."""
     import orbax.checkpoint as ocp
 
     ckpt_dir = pathlib.Path(ckpt_dir)
@@ -157,11 +173,20 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     if meta.get("version") != FORMAT_VERSION:
         raise SynthflawError(f"{marker}: field 'version' is {meta.get('version')!r}, expected {FORMAT_VERSION}")
     cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = _checkpointer()
     try:
         stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
     except Exception as err:  # orbax raises several types for a damaged directory
         raise SynthflawError(f"{ckpt_dir / 'params'}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
+    if host:
+        _check_shapes(cfg, stored, ckpt_dir)
+        restore_args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray, dtype=m.dtype), stored)
+        try:
+            params = ocp.PyTreeCheckpointer().restore(
+                ckpt_dir / "params", args=ocp.args.PyTreeRestore(restore_args=restore_args))
+        except Exception as err:
+            raise SynthflawError(f"{ckpt_dir / 'params'}: cannot restore ({hf_weights._one_line(err)})") from None
+        return cfg, params
     if mesh is None:
         device = jax.local_devices()[0]
         shardings = jax.tree.map(lambda m: jax.sharding.SingleDeviceSharding(device), stored)
@@ -200,7 +225,7 @@ def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite
     """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along)."""
     hf_dir, ckpt_dir = pathlib.Path(hf_dir), pathlib.Path(ckpt_dir)
     _refuse_existing(ckpt_dir, overwrite)
-    cfg, params = load_hf(hf_dir, mesh=mesh, dtype=dtype, progress=progress)
+    cfg, params = load_hf(hf_dir, mesh=mesh, dtype=dtype, progress=progress, host=mesh is None)
     if dtype:
         cfg = _with_dtype(cfg, dtype)
     return save_model_checkpoint(params, cfg, ckpt_dir, assets_from=hf_dir, overwrite=overwrite)
@@ -213,7 +238,7 @@ def orbax_to_hf(ckpt_dir, hf_dir, dtype: str | None = None, overwrite: bool = Fa
     _refuse_existing(hf_dir, overwrite)
     if not is_model_checkpoint(ckpt_dir):
         raise SynthflawError(f"{ckpt_dir}: not a synthflaw model checkpoint ({MARKER} missing)")
-    cfg, params = load_model_checkpoint(ckpt_dir)
+    cfg, params = load_model_checkpoint(ckpt_dir, host=True)
     return save_hf(params, cfg, hf_dir, assets_from=ckpt_dir / "assets", dtype=dtype,
                    max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress)
 

@@ -16,7 +16,6 @@ from typing import Callable, Iterator
 import ml_dtypes
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models.config import ModelConfig
@@ -258,10 +257,39 @@ def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Itera
             yield name, thunk, m.hf_shape, out_dtype
 
 
+_SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64",
+                       "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def _write_one_file(path: pathlib.Path, entries: list, bar) -> int:
+    """Stream tensors into one safetensors file: the header is planned from shapes, then each
+    tensor is materialised, written and dropped, so memory holds one tensor at a time."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, _, shape, dtype in entries:
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[dtype.name], "shape": list(shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors writes it
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for name, thunk, shape, dtype in entries:
+            array = thunk()
+            if tuple(array.shape) != tuple(shape) or array.dtype != dtype:
+                raise SynthflawError(f"{path}: tensor {name!r} came out {array.dtype}{list(array.shape)}, "
+                                     f"planned {dtype}{list(shape)}")
+            f.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+            del array
+            bar.update(1)
+    return offset
+
+
 def write_safetensors(params, cfg: ModelConfig, out_dir: pathlib.Path, max_shard_bytes: int = 5 * 2**30,
                       dtype: str | None = None, progress: bool = True) -> list[str]:
     """Write `model.safetensors` (or `model-0000k-of-0000n.safetensors` + index above the shard
-    limit) into out_dir; returns the file names written."""
+    limit) into out_dir, one tensor in memory at a time; returns the file names written."""
     from tqdm.auto import tqdm
 
     entries = list(iter_hf_tensors(params, cfg, dtype))
@@ -279,14 +307,8 @@ def write_safetensors(params, cfg: ModelConfig, out_dir: pathlib.Path, max_shard
     weight_map, total_size = {}, 0
     with tqdm(total=len(entries), desc="writing tensors", unit="tensor", disable=not progress) as bar:
         for fname, shard in zip(names, shards):
-            tensors = {}
-            for name, thunk, _, _ in shard:
-                tensors[name] = thunk()
-                total_size += tensors[name].nbytes
-                weight_map[name] = fname
-                bar.update(1)
-            save_file(tensors, str(out_dir / fname), metadata={"format": "pt"})
-            del tensors
+            total_size += _write_one_file(out_dir / fname, shard, bar)
+            weight_map.update({entry[0]: fname for entry in shard})
     if n > 1:
         index = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
         (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")

@@ -602,3 +602,12 @@ def test_every_default_config_field_is_documented():
     for name in fields:
         i = next(i for i, line in enumerate(src) if line.strip().startswith(f"c.{name} ="))
         assert src[i - 1].strip().startswith("#"), name
+
+
+def test_lm_method_is_weighted_replay_nll_without_forget():
+    """method "lm" (pre-training / SFT): w_r times the hand-computed replay NLL, no forget input."""
+    objective = L.make_objective({"method": "lm", "replay_weight": 2.0})
+    loss, metrics = objective(None, None, jnp.asarray(HAND_LOGITS), jbatch(HAND_BATCH))
+    np.testing.assert_allclose(float(metrics["replay_loss"]), HAND_NLL_SUM / 2, rtol=1e-6)
+    np.testing.assert_allclose(float(loss), HAND_NLL_SUM, rtol=1e-6)
+    assert set(metrics) == {"loss", "replay_loss", "replay_tokens"}
