@@ -20,6 +20,7 @@ COMMANDS = {
     "data": "data",
     "demo": "demo",
     "eval": "eval",
+    "plan": "plan",
     "unlearn": "unlearn",
 }
 
