@@ -20,6 +20,7 @@ COMMANDS = {
     "data": "data",
     "demo": "demo",
     "eval": "eval",
+    "generate": "generate",
     "plan": "plan",
     "unlearn": "unlearn",
 }

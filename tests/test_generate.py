@@ -189,7 +189,6 @@ def test_text_generation_applies_the_chat_template(tiny_dir):
 
 
 def run_generate_cli(argv, monkeypatch):
-    monkeypatch.setitem(cli.COMMANDS, "generate", "generate")
     return cli.main(["generate", *argv])
 
 

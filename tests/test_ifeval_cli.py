@@ -104,15 +104,6 @@ def test_empty_response_is_a_failure_not_an_error(files, tmp_path):
     assert metrics["counts"]["empty_responses"] == 2
 
 
-def test_model_mode_is_not_connected_yet(files, tmp_path, capsys):
-    prompts, _ = files
-    out = tmp_path / "out"
-    assert run_cli(["ifeval", "--prompts", prompts, "--model", str(tmp_path), "--out", str(out)]) == 2
-    assert "generation is not available yet" in capsys.readouterr().err
-    with pytest.raises(SynthflawError, match="not available yet"):
-        ifeval.generate_responses("model", ["hi"], max_new_tokens=8)
-
-
 def test_model_mode_scores_what_generation_returns(files, tmp_path, monkeypatch):
     prompts, _ = files
     calls = []

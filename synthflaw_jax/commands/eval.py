@@ -6,9 +6,14 @@ benchmark by writing those three and one entry there.
 from __future__ import annotations
 
 import argparse
+import functools
+import pathlib
 from typing import Callable, NamedTuple
 
-HELP = "Evaluate a model or its outputs (ifeval: verifiable instruction following)."
+from synthflaw_jax.commands.generate import add_placement_arguments, load_model
+
+HELP = ("Evaluate a model or its outputs: ifeval (instruction following), mc (multiple choice), "
+        "ppl (perplexity), suite (several tasks on several models, side by side).")
 
 
 class Subcommand(NamedTuple):
@@ -53,9 +58,15 @@ def _add_ifeval_arguments(p: argparse.ArgumentParser) -> None:
     )
     gen.add_argument("--batch-size", type=int, default=8, help="default: 8")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    gen.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    gen.add_argument("--no-chat-template", action="store_true",
+                     help="feed prompts as plain text even when the tokenizer has a chat template")
+    add_placement_arguments(gen)
 
 
 def _run_ifeval(args: argparse.Namespace) -> int:
+    from synthflaw_jax.commands.convert import parse_mesh
     from synthflaw_jax.eval import ifeval
 
     metrics = ifeval.run(
@@ -69,6 +80,11 @@ def _run_ifeval(args: argparse.Namespace) -> int:
             "temperature": args.temperature,
             "batch_size": args.batch_size,
             "seed": args.seed,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "chat_template": not args.no_chat_template,
+            "mesh": parse_mesh(args.mesh),
+            "dtype": args.dtype,
         },
     )
     c = metrics["counts"]
@@ -84,8 +100,130 @@ def _run_ifeval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- mc
+
+MC_HELP = (
+    "Multiple choice by log-likelihood of each option given the question (JSONL with "
+    "question/choices|option1..N/answer, or MMLU CSVs; a file or a directory), zero- or "
+    "few-shot; writes OUT/metrics.json (acc, acc_norm, per subject) and OUT/per_item.jsonl."
+)
+
+
+def _add_model_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="PATH", required=True, help="HF model directory or synthflaw checkpoint")
+    p.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: 8)")
+    add_placement_arguments(p)
+
+
+def _add_mc_arguments(p: argparse.ArgumentParser) -> None:
+    _add_model_out(p)
+    p.add_argument("--data", metavar="FILE|DIR", required=True,
+                   help="questions: .jsonl/.json/.csv file or a directory of them")
+    p.add_argument("--shots", type=int, default=0, help="solved examples before each question (default: 0)")
+    p.add_argument("--dev", metavar="FILE|DIR",
+                   help="draw the shots from here (default: the --data items, never the item itself)")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing the shots (default: 0)")
+    p.add_argument("--style", choices=("text", "letter"), default="text",
+                   help="score each option's text (default) or its letter after a lettered list (MMLU layout)")
+
+
+def _run_mc(args: argparse.Namespace) -> int:
+    from synthflaw_jax.eval import multiple_choice
+
+    m = multiple_choice.run(functools.partial(load_model, args), args.data, args.out, dev=args.dev,
+                            shots=args.shots, seed=args.seed, style=args.style, batch_size=args.batch_size,
+                            overwrite=args.overwrite)
+    print(f"multiple choice: {m['n']} questions, {args.shots}-shot: acc {m['acc']:.4f}, acc_norm {m['acc_norm']:.4f}")
+    for subject, s in m["per_subject"].items():
+        print(f"  {subject:32s} acc {s['acc']:.4f}  acc_norm {s['acc_norm']:.4f}  (n={s['n']})")
+    print(f"results in {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- ppl
+
+PPL_HELP = (
+    "Perplexity of a text file (.txt, one document) or JSONL ('text' per line): token-weighted "
+    "NLL over sliding windows of --max-length tokens every --stride tokens; writes OUT/metrics.json."
+)
+
+
+def _add_ppl_arguments(p: argparse.ArgumentParser) -> None:
+    _add_model_out(p)
+    p.add_argument("--data", metavar="FILE", required=True, help=".txt or .jsonl with a 'text' field")
+    p.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, at most 2048)")
+    p.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
+
+
+def _run_ppl(args: argparse.Namespace) -> int:
+    from synthflaw_jax.eval import perplexity
+
+    m = perplexity.run(functools.partial(load_model, args), args.data, args.out, max_length=args.max_length,
+                       stride=args.stride, batch_size=args.batch_size, overwrite=args.overwrite)
+    print(f"perplexity {m['ppl']:.4f} (nll {m['nll']:.4f} over {m['tokens']} tokens, {m['windows']} windows)")
+    print(f"results in {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- suite
+
+SUITE_HELP = (
+    "Run a set of evaluations (--tasks or --config) on one or more models and write "
+    "OUT/results.json, OUT/report.md (side-by-side table) and OUT/chart.png; with neither, "
+    "runs ifeval, mc and ppl on the small sets shipped with synthflaw_jax."
+)
+
+
+def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="PATH", action="append", required=True,
+                   help="model to evaluate (repeat for several)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--tasks", default="ifeval,mc,ppl",
+                       help="comma-separated task types on the shipped data (default: ifeval,mc,ppl)")
+    which.add_argument("--config", metavar="FILE",
+                       help="JSON (or Python get_config()) with 'tasks': [{type, name, data/prompts, ...}]")
+    p.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--batch-size", type=int, default=8, help="default: 8 (a --config's batch_size wins)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for sampling and shots (default: 0; a --config's seed wins)")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="ifeval response length for --tasks (default: 256; in --config set it per task)")
+    add_placement_arguments(p)
+
+
+def _run_suite(args: argparse.Namespace) -> int:
+    from synthflaw_jax.commands.convert import parse_mesh
+    from synthflaw_jax.errors import SynthflawError
+    from synthflaw_jax.eval import suite
+
+    settings = {"batch_size": args.batch_size, "seed": args.seed}
+    if args.config:
+        tasks, from_file = suite.load_config(args.config)
+        settings.update(from_file)
+        if args.max_new_tokens is not None:
+            raise SynthflawError("--max-new-tokens goes with --tasks; with --config set max_new_tokens per task")
+    else:
+        names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        tasks = suite.parse_tasks(names, "--tasks")
+        if args.max_new_tokens is not None:
+            for t in tasks:
+                if t.type == "ifeval":
+                    t.options["max_new_tokens"] = args.max_new_tokens
+    suite.run(args.model, tasks, args.out, overwrite=args.overwrite, mesh=parse_mesh(args.mesh), dtype=args.dtype,
+              **settings)
+    print((pathlib.Path(args.out) / "report.md").read_text())
+    print(f"results in {args.out}")
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "ifeval": Subcommand(IFEVAL_HELP, _add_ifeval_arguments, _run_ifeval),
+    "mc": Subcommand(MC_HELP, _add_mc_arguments, _run_mc),
+    "ppl": Subcommand(PPL_HELP, _add_ppl_arguments, _run_ppl),
+    "suite": Subcommand(SUITE_HELP, _add_suite_arguments, _run_suite),
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models import llama
-from synthflaw_jax.models.generate import Static, bucket_length
+from synthflaw_jax.models.generate import Static, bucket_length, place_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 8)
             n = len(r.ids)
             ids[row, :n], mask[row, :n], weights[row, :n] = r.ids, 1, r.weights
         # Rows beyond the requests stay all padding: their weights are 0 and they are ignored.
+        ids, mask, weights = (place_batch(x, model.mesh) for x in (ids, mask, weights))
         logprob, greedy = _score_batch(model.params, ids, mask, weights, cfg=cfg, mesh=model.mesh)
         logprob, greedy = np.asarray(logprob), np.asarray(greedy)
         for row, i in enumerate(idx):
@@ -77,11 +78,14 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 8)
 
 
 def as_model(model: Any):
-    """A `LoadedModel` from itself or from a path (HF directory or our checkpoint)."""
+    """A `LoadedModel` from itself, a path (HF directory or our checkpoint), or a function
+    returning one (so callers can validate their data before paying for the load)."""
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from synthflaw_jax.models.loading import load
 
         return load(model)
+    if callable(model) and not hasattr(model, "params"):
+        return model()
     return model
 
 

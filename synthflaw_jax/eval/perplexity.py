@@ -4,7 +4,8 @@ A `.txt` file is one document; a `.jsonl` file holds one document per line in it
 field. Each document is tokenized with the tokenizer's special tokens (BOS), then cut into
 windows of `max_length` tokens that start every `stride` tokens (the Hugging Face
 perplexity recipe). Each token after the first of its document is scored exactly once, in
-the first window that reaches it, with everything before it in that window as context. ppl = exp(total NLL / scored tokens).
+the first window that reaches it, with everything before it in that window as context.
+ppl = exp(total NLL / scored tokens).
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def windows(ids: Sequence[int], max_length: int, stride: int) -> list[loglik.Req
 
 def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = None, stride: int | None = None,
              batch_size: int = 8) -> dict[str, Any]:
-    """`{"ppl", "nll", "tokens", "documents", "windows", "max_length", "stride"}` of a model on documents."""
+    """`{"ppl", "nll", "tokens", "documents", "windows", "max_length", "stride"}` of a model (a
+    `LoadedModel`, a path or a loader) on documents."""
     if batch_size < 1:
         raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
     model = loglik.as_model(model)

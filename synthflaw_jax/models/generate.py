@@ -110,6 +110,14 @@ def _lm_head(cfg: ModelConfig, params, hidden):
     return jnp.dot(hidden.astype(dtype), w).astype(jnp.float32)
 
 
+def place_batch(x: np.ndarray, mesh):
+    """Put a [batch, ...] host array on the mesh with its batch axis over data/fsdp (when they divide it)."""
+    if mesh is None:
+        return x
+    axes = ("batch",) + (None,) * (x.ndim - 1)
+    return jax.device_put(x, shd.logical_to_sharding(axes, x.shape, mesh))
+
+
 def _constrain_cache(cache, mesh):
     if mesh is None:
         return cache
@@ -175,7 +183,8 @@ def generate_ids(cfg: ModelConfig, params, input_ids, attention_mask, *, max_new
     input_ids = np.asarray(input_ids, np.int32)
     attention_mask = np.asarray(attention_mask, np.int32)
     if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
-        raise SynthflawError(f"prompt ids {input_ids.shape} and attention mask {attention_mask.shape} must be equal [batch, seq]")
+        raise SynthflawError(f"prompt ids {input_ids.shape} and attention mask {attention_mask.shape} "
+                             "must both be [batch, seq]")
     if max_new_tokens < 1:
         raise SynthflawError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if not attention_mask[:, -1].all():
@@ -184,6 +193,7 @@ def generate_ids(cfg: ModelConfig, params, input_ids, attention_mask, *, max_new
         raise SynthflawError(f"prompt ids outside the vocabulary [0, {cfg.vocab_size})")
     if key is None:
         key = jax.random.key(0)
+    input_ids, attention_mask = place_batch(input_ids, mesh), place_batch(attention_mask, mesh)
     out = _generate(
         params, input_ids, attention_mask, key, _knobs(sampling), np.asarray(list(stop_ids), np.int32),
         np.int32(pad_id), cfg=Static(cfg), mesh=mesh, max_new_tokens=int(max_new_tokens), greedy=sampling.greedy,
@@ -228,7 +238,8 @@ def encode_prompts(tokenizer, prompts: Sequence[str], chat_template: bool = True
         else:
             ids = tokenizer(p)["input_ids"]
         if not ids:
-            raise SynthflawError(f"prompt {len(encoded) + 1} is empty after tokenization (and the tokenizer adds no BOS)")
+            raise SynthflawError(f"prompt {len(encoded) + 1} is empty after tokenization "
+                                 "(and the tokenizer adds no BOS)")
         encoded.append(list(ids))
     return encoded
 

@@ -1,0 +1,213 @@
+"""`eval suite`: a chosen set of evaluations on one or more models, compared side by side.
+
+A task is `{"type": "ifeval"|"mc"|"ppl", "name": ..., <options>}`; without data options
+each type uses the small set shipped under `synthflaw_jax/resources/`. The suite loads each
+model once, runs every task on it, and writes `OUT/<model>/<task>/` (each task's own
+files), `OUT/results.json`, `OUT/report.md` and `OUT/chart.png`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+from typing import Any, Sequence
+
+from synthflaw_jax.errors import SynthflawError
+
+log = logging.getLogger(__name__)
+
+_COMMON = {"name": str, "type": str, "batch_size": int}
+TASK_OPTIONS: dict[str, dict[str, type | tuple]] = {
+    "ifeval": {"prompts": str, "max_new_tokens": int, "temperature": (int, float), "top_k": int,
+               "top_p": (int, float), "seed": int, "chat_template": bool},
+    "mc": {"data": str, "dev": str, "shots": int, "seed": int, "style": str},
+    "ppl": {"data": str, "max_length": int, "stride": int},
+}
+PATH_OPTIONS = ("prompts", "data", "dev")
+IFEVAL_DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def resource(*parts: str) -> pathlib.Path:
+    """A file shipped in `synthflaw_jax/resources/`."""
+    import importlib.resources
+
+    return pathlib.Path(str(importlib.resources.files("synthflaw_jax").joinpath("resources", *parts)))
+
+
+@dataclasses.dataclass
+class Task:
+    """One evaluation of the suite: its type, a unique name and its options."""
+
+    type: str
+    name: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def parse_tasks(specs: Sequence[Any], where: str, base_dir: pathlib.Path | None = None) -> list[Task]:
+    """Tasks from a list of names ("mc") or dicts; relative data paths resolve against `base_dir`."""
+    tasks: list[Task] = []
+    for i, spec in enumerate(specs):
+        at = f"{where}: tasks[{i}]"
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict):
+            raise SynthflawError(f"{at}: must be a task type name or an object with a 'type'")
+        kind = spec.get("type")
+        if kind not in TASK_OPTIONS:
+            raise SynthflawError(f"{at}: 'type' must be one of {', '.join(TASK_OPTIONS)}, got {kind!r}")
+        allowed = {**_COMMON, **TASK_OPTIONS[kind]}
+        options = {}
+        for key, value in spec.items():
+            if key not in allowed:
+                raise SynthflawError(
+                    f"{at}: unknown key {key!r} for type {kind!r} (known: {', '.join(sorted(allowed))})")
+            if (isinstance(value, bool) and allowed[key] is not bool) or not isinstance(value, allowed[key]):
+                raise SynthflawError(f"{at}: {key!r} has the wrong type ({type(value).__name__})")
+            if key in PATH_OPTIONS and base_dir is not None:
+                value = str((base_dir / pathlib.Path(value).expanduser()).resolve())
+            if key not in ("name", "type"):
+                options[key] = value
+        name = spec.get("name", kind)
+        if not name or "/" in name or name.startswith("."):
+            raise SynthflawError(f"{at}: 'name' must be a plain, non-empty file name, got {name!r}")
+        if any(t.name == name for t in tasks):
+            raise SynthflawError(f"{at}: two tasks are named {name!r}; give each a distinct 'name'")
+        tasks.append(Task(kind, name, options))
+    if not tasks:
+        raise SynthflawError(f"{where}: no tasks")
+    return tasks
+
+
+def load_config(path) -> tuple[list[Task], dict[str, Any]]:
+    """(tasks, suite-wide settings) from a JSON file or a Python config with `get_config()`;
+    both hold `tasks` (a list) and optionally `batch_size`, `seed`."""
+    path = pathlib.Path(path)
+    if path.suffix == ".py":
+        from synthflaw_jax.config_io import load_config_file
+
+        data = load_config_file(path).to_dict()
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SynthflawError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise SynthflawError(f"{path}: cannot read ({err})") from None
+        except json.JSONDecodeError as err:
+            raise SynthflawError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        raise SynthflawError(f"{path}: expected an object with a 'tasks' list")
+    unknown = set(data) - {"tasks", "batch_size", "seed"}
+    if unknown:
+        raise SynthflawError(f"{path}: unknown key {sorted(unknown)[0]!r} (known: tasks, batch_size, seed)")
+    settings = {}
+    for key in ("batch_size", "seed"):
+        if key in data:
+            if isinstance(data[key], bool) or not isinstance(data[key], int):
+                raise SynthflawError(f"{path}: {key!r} must be an integer")
+            settings[key] = data[key]
+    return parse_tasks(data["tasks"], str(path), path.resolve().parent), settings
+
+
+def model_names(paths: Sequence[str]) -> list[str]:
+    """Short, distinct names for the models: the last path component, the full path on clashes."""
+    names = [pathlib.Path(p).resolve().name or str(p) for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p).strip("/").replace("/", "_") or str(i) for i, p in enumerate(paths)]
+    if len(set(names)) < len(names):
+        raise SynthflawError("--model: the same model is given twice")
+    return names
+
+
+# ---------------------------------------------------------------------------- one task
+
+def _run_ifeval(model, task: Task, out: pathlib.Path, batch_size: int, seed: int) -> dict[str, Any]:
+    from synthflaw_jax.eval.ifeval import io, runner, scoring
+
+    o = task.options
+    prompts_path = o.get("prompts") or io.default_prompts_path()
+    records = io.load_prompts(prompts_path)
+    responses = model.generate(
+        [r.prompt for r in records], o.get("max_new_tokens", IFEVAL_DEFAULT_MAX_NEW_TOKENS),
+        temperature=o.get("temperature", 0.0), top_k=o.get("top_k", 0), top_p=o.get("top_p", 1.0),
+        seed=o.get("seed", seed), chat_template=o.get("chat_template", True), batch_size=batch_size,
+    )
+    results = scoring.score(records, responses)
+    metrics = scoring.compute_metrics(results)
+    metrics["prompts_file"] = str(prompts_path)
+    io.write_jsonl_atomic(out / runner.RESPONSES_FILE,
+                          [{"prompt": r.prompt, "response": x} for r, x in zip(records, responses)])
+    io.write_jsonl_atomic(out / runner.PER_PROMPT_FILE, [scoring.result_record(r) for r in results])
+    return metrics
+
+
+def _run_mc(model, task: Task, out: pathlib.Path, batch_size: int, seed: int) -> dict[str, Any]:
+    from synthflaw_jax.eval import multiple_choice as mc
+
+    o = task.options
+    data = o.get("data") or resource("eval", "mc_sample.jsonl")
+    dev = mc.load_items(o["dev"]) if "dev" in o else None
+    metrics, records = mc.evaluate(model, mc.load_items(data), shots=o.get("shots", 0), dev=dev,
+                                   seed=o.get("seed", seed), style=o.get("style", "text"), batch_size=batch_size)
+    metrics["data"] = str(data)
+    mc.write_results(out, metrics, records)
+    return metrics
+
+
+def _run_ppl(model, task: Task, out: pathlib.Path, batch_size: int, seed: int) -> dict[str, Any]:
+    from synthflaw_jax.eval import perplexity
+
+    o = task.options
+    data = o.get("data") or resource("eval", "ppl_sample.txt")
+    metrics = perplexity.evaluate(model, perplexity.load_documents(data), max_length=o.get("max_length"),
+                                  stride=o.get("stride"), batch_size=batch_size)
+    metrics["data"] = str(data)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+_RUNNERS = {"ifeval": _run_ifeval, "mc": _run_mc, "ppl": _run_ppl}
+
+
+# ---------------------------------------------------------------------------- the suite
+
+def run(models: Sequence[str], tasks: Sequence[Task], out, *, batch_size: int = 8, seed: int = 0,
+        overwrite: bool = False, mesh=None, dtype: str | None = None) -> dict[str, Any]:
+    """Run every task on every model (loaded with `mesh`/`dtype`); write the per-task files,
+    `results.json`, `report.md` and `chart.png` under `out` (atomically). Returns the results."""
+    from synthflaw_jax.convert import atomic_output_dir
+    from synthflaw_jax.eval import report
+    from synthflaw_jax.eval.ifeval.io import check_out_dir
+    from synthflaw_jax.models.loading import load
+
+    if not models:
+        raise SynthflawError("--model: give at least one model")
+    if batch_size < 1:
+        raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
+    check_out_dir(out, overwrite)
+    names = model_names(models)
+    for p in models:
+        if not pathlib.Path(p).exists():
+            raise SynthflawError(f"--model {p}: no such file or directory")
+    metrics: dict[str, dict[str, Any]] = {}
+    with atomic_output_dir(out, overwrite) as tmp:
+        for name, path in zip(names, models):
+            model = load(path, mesh=mesh, dtype=dtype)
+            metrics[name] = {}
+            for task in tasks:
+                task_dir = tmp / name / task.name
+                task_dir.mkdir(parents=True)
+                log.info("%s: %s (%s)", name, task.name, task.type)
+                metrics[name][task.name] = _RUNNERS[task.type](
+                    model, task, task_dir, task.options.get("batch_size", batch_size), seed)
+        results = {
+            "models": [{"name": n, "path": str(p)} for n, p in zip(names, models)],
+            "tasks": [{"name": t.name, "type": t.type, "options": t.options} for t in tasks],
+            "table": report.headline_table(tasks, names, metrics),
+            "metrics": metrics,
+        }
+        (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (tmp / "report.md").write_text(report.markdown(results))
+        report.bar_chart(results, tmp / "chart.png")
+    return results
