@@ -51,7 +51,7 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
 
     An existing non-empty `out` is refused unless `overwrite`; the old contents are only
     removed after the new directory is complete."""
-    out = pathlib.Path(out)
+    out = pathlib.Path(out).absolute()  # Orbax refuses relative paths
     if out.exists() and not out.is_dir():
         raise SynthflawError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -101,9 +101,7 @@ def _checkpointer():
                                     restore_concurrent_gb=_ORBAX_CONCURRENT_GB)
 
 
-def _placer(cfg: ModelConfig, mesh, host: bool = False):
-    if host:  # keep numpy arrays: a host-to-host conversion needs no device copy
-        return lambda path, arr: arr
+def _placer(cfg: ModelConfig, mesh):
     if mesh is None:
         device = jax.local_devices()[0]
         return lambda path, arr: jax.device_put(arr, device)
@@ -115,9 +113,8 @@ def _placer(cfg: ModelConfig, mesh, host: bool = False):
 
 # --------------------------------------------------------------------------- HF side
 def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, progress: bool = True,
-            host: bool = False, **runtime) -> tuple[ModelConfig, dict]:
-    """Read an HF directory into (config, params); params placed with their shardings on `mesh`
-    (or left as host numpy arrays with `host=True`)."""
+            **runtime) -> tuple[ModelConfig, dict]:
+    """Read an HF directory into (config, params); params placed with their shardings on `mesh`."""
     hf_dir = pathlib.Path(hf_dir)
     if not hf_dir.is_dir():
         raise SynthflawError(f"{hf_dir}: not a directory")
@@ -125,7 +122,7 @@ def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, prog
     reader = hf_weights.SafetensorsReader(hf_dir)
     reader.check_file_sizes()
     hf_weights.check_against_config(reader, cfg, str(hf_dir))
-    params = hf_weights.read_params(reader, cfg, _placer(cfg, mesh, host), dtype=dtype, progress=progress)
+    params = hf_weights.read_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
     return cfg, params
 
 
@@ -158,13 +155,11 @@ def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
     return pathlib.Path(ckpt_dir)
 
 
-def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, host: bool = False,
-                          **runtime) -> tuple[ModelConfig, dict]:
-    """Restore (config, params) from our model checkpoint, sharded on `mesh` when given
-    (or as host numpy arrays with `host=True`)."""
+def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> tuple[ModelConfig, dict]:
+    """Restore (config, params) from our model checkpoint, sharded on `mesh` when given."""
     import orbax.checkpoint as ocp
 
-    ckpt_dir = pathlib.Path(ckpt_dir)
+    ckpt_dir = pathlib.Path(ckpt_dir).absolute()
     marker = ckpt_dir / MARKER
     try:
         meta = json.loads(marker.read_text())
@@ -178,15 +173,6 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, host: bool = F
         stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
     except Exception as err:  # orbax raises several types for a damaged directory
         raise SynthflawError(f"{ckpt_dir / 'params'}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
-    if host:
-        _check_shapes(cfg, stored, ckpt_dir)
-        restore_args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray, dtype=m.dtype), stored)
-        try:
-            params = ocp.PyTreeCheckpointer().restore(
-                ckpt_dir / "params", args=ocp.args.PyTreeRestore(restore_args=restore_args))
-        except Exception as err:
-            raise SynthflawError(f"{ckpt_dir / 'params'}: cannot restore ({hf_weights._one_line(err)})") from None
-        return cfg, params
     if mesh is None:
         device = jax.local_devices()[0]
         shardings = jax.tree.map(lambda m: jax.sharding.SingleDeviceSharding(device), stored)
@@ -201,6 +187,34 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, host: bool = F
     except Exception as err:
         raise SynthflawError(f"{ckpt_dir / 'params'}: cannot restore ({hf_weights._one_line(err)})") from None
     return cfg, params
+
+
+def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_weights.LazyParams]:
+    """(config, params restored one leaf at a time as numpy) of our checkpoint, for streaming."""
+    import orbax.checkpoint as ocp
+
+    cfg = ModelConfig.from_file(ckpt_dir / "config.json")
+    params_dir = ckpt_dir / "params"
+    try:
+        stored = _checkpointer().metadata(params_dir).item_metadata.tree
+    except Exception as err:
+        raise SynthflawError(f"{params_dir}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
+    _check_shapes(cfg, stored, ckpt_dir)
+    checkpointer = ocp.PyTreeCheckpointer()
+
+    def load(path):
+        meta = hf_weights._get(stored, path)
+        item, args = {}, {}
+        hf_weights._set(item, path, np.empty((0,), meta.dtype))  # structure only; not filled
+        hf_weights._set(args, path, ocp.RestoreArgs(restore_type=np.ndarray, dtype=meta.dtype))
+        try:
+            restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(
+                item=item, restore_args=args, partial_restore=True))
+        except Exception as err:
+            raise SynthflawError(f"{params_dir}: cannot restore {'/'.join(path)} ({hf_weights._one_line(err)})") from None
+        return hf_weights._get(restored, path)
+
+    return cfg, hf_weights.LazyParams(load, jax.tree.map(lambda m: np.dtype(m.dtype), stored))
 
 
 def _check_shapes(cfg: ModelConfig, stored, where) -> None:
@@ -225,20 +239,48 @@ def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite
     """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along)."""
     hf_dir, ckpt_dir = pathlib.Path(hf_dir), pathlib.Path(ckpt_dir)
     _refuse_existing(ckpt_dir, overwrite)
-    cfg, params = load_hf(hf_dir, mesh=mesh, dtype=dtype, progress=progress, host=mesh is None)
+    if not hf_dir.is_dir():
+        raise SynthflawError(f"{hf_dir}: not a directory")
+    cfg = ModelConfig.from_file(hf_dir / "config.json")
+    reader = hf_weights.SafetensorsReader(hf_dir)
+    reader.check_file_sizes()
+    hf_weights.check_against_config(reader, cfg, str(hf_dir))
     if dtype:
         cfg = _with_dtype(cfg, dtype)
-    return save_model_checkpoint(params, cfg, ckpt_dir, assets_from=hf_dir, overwrite=overwrite)
+    with atomic_output_dir(ckpt_dir, overwrite) as tmp:
+        params = hf_weights.iter_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
+        _stream_params_to_orbax(params, tmp / "params")
+        _write_json(tmp / "config.json", cfg.to_hf_dict())
+        copy_assets(hf_dir, tmp / "assets")
+        _write_json(tmp / MARKER, {"format": "synthflaw-model", "version": FORMAT_VERSION})
+    return ckpt_dir
+
+
+def _stream_params_to_orbax(params, target: pathlib.Path) -> None:
+    """Save (path, array) pairs as one Orbax pytree, each written and dropped before the next is
+    read (Orbax's partial save), so the model is never whole in host memory."""
+    from orbax.checkpoint.experimental import v1 as ocp_v1
+
+    staging = target.with_name(target.name + ".partial")
+    for path, array in params:
+        tree: dict = {}
+        hf_weights._set(tree, path, array)
+        ocp_v1.partial.save(staging, tree)
+        del tree, array
+    ocp_v1.partial.finalize(staging)
+    # partial saves nest the pytree under "state"; move it so the layout is StandardCheckpointer's
+    (staging / "state").rename(target)
+    shutil.rmtree(staging)
 
 
 def orbax_to_hf(ckpt_dir, hf_dir, dtype: str | None = None, overwrite: bool = False,
                 max_shard_bytes: int = 5 * 2**30, progress: bool = True) -> pathlib.Path:
     """Convert our Orbax model checkpoint back to an HF directory."""
-    ckpt_dir, hf_dir = pathlib.Path(ckpt_dir), pathlib.Path(hf_dir)
+    ckpt_dir, hf_dir = pathlib.Path(ckpt_dir).absolute(), pathlib.Path(hf_dir)
     _refuse_existing(hf_dir, overwrite)
     if not is_model_checkpoint(ckpt_dir):
         raise SynthflawError(f"{ckpt_dir}: not a synthflaw model checkpoint ({MARKER} missing)")
-    cfg, params = load_model_checkpoint(ckpt_dir, host=True)
+    cfg, params = _lazy_checkpoint_params(ckpt_dir)
     return save_hf(params, cfg, hf_dir, assets_from=ckpt_dir / "assets", dtype=dtype,
                    max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress)
 

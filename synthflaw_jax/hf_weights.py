@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import pathlib
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import ml_dtypes
 import numpy as np
@@ -88,6 +88,7 @@ class SafetensorsReader:
     def __init__(self, hf_dir: str | pathlib.Path):
         self.dir = pathlib.Path(hf_dir)
         self._handles: dict[pathlib.Path, object] = {}
+        self._headers: dict[pathlib.Path, tuple[int, dict]] = {}
         self.location = self._index()
 
     def _index(self) -> dict[str, pathlib.Path]:
@@ -131,18 +132,31 @@ class SafetensorsReader:
         return list(self.location)
 
     def get(self, name: str) -> np.ndarray:
-        """One tensor as a numpy array (its stored dtype kept)."""
+        """One tensor as a numpy array (its stored dtype kept), read with a plain file read:
+        memory-mapped pages would stay resident and count twice against host memory."""
         if name not in self.location:
             raise SynthflawError(f"{self.dir}: tensor {name!r} is missing from the checkpoint")
         path = self.location[name]
-        try:
-            return self._open(path).get_tensor(name)
-        except SynthflawError:
-            raise
-        except Exception as err:
-            raise SynthflawError(
-                f"{path}: cannot read tensor {name!r}, file corrupt or truncated ({_one_line(err)})"
-            ) from None
+        offset, dtype, shape = self._entry(path, name)
+        out = np.empty(shape, dtype)
+        with open(path, "rb", buffering=0) as f:
+            f.seek(offset)
+            got = f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+        if got != out.nbytes:
+            raise SynthflawError(f"{path}: cannot read tensor {name!r}, file truncated")
+        return out
+
+    def _entry(self, path: pathlib.Path, name: str) -> tuple[int, np.dtype, tuple[int, ...]]:
+        """(absolute data offset, dtype, shape) of one tensor, from the file's header."""
+        if path not in self._headers:
+            with open(path, "rb") as f:
+                header_len = int.from_bytes(f.read(8), "little")
+                self._headers[path] = (8 + header_len, json.loads(f.read(header_len)))
+        start, header = self._headers[path]
+        entry = header[name]
+        if entry["dtype"] not in _FROM_SAFETENSORS:
+            raise SynthflawError(f"{path}: tensor {name!r} has unsupported dtype {entry['dtype']}")
+        return start + entry["data_offsets"][0], _FROM_SAFETENSORS[entry["dtype"]], tuple(entry["shape"])
 
     def shape(self, name: str) -> tuple[int, ...]:
         """Stored shape of one tensor, read from the header only."""
@@ -199,15 +213,14 @@ def check_against_config(reader: SafetensorsReader, cfg: ModelConfig, source: st
         raise SynthflawError(f"{reader.location[name]}: unexpected tensor {name!r} for {cfg.architecture}")
 
 
-def read_params(reader: SafetensorsReader, cfg: ModelConfig, place: Callable, dtype: str | None = None,
-                progress: bool = True):
-    """Build our params pytree, one HF tensor at a time; `place(path, array)` puts each finished
-    parameter where it belongs (device, sharding) and returns what goes in the tree."""
+def iter_params(reader: SafetensorsReader, cfg: ModelConfig, place: Callable, dtype: str | None = None,
+                progress: bool = True) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(path, parameter) for every parameter of our pytree, built one HF tensor at a time;
+    `place(path, array)` puts each finished parameter where it belongs (device, sharding)."""
     from tqdm.auto import tqdm
 
     maps = tensor_maps(cfg)
     total = sum(cfg.num_hidden_layers if m.layered else 1 for m in maps)
-    params: dict = {}
     cast = DTYPES[dtype] if dtype else None
     with tqdm(total=total, desc="reading tensors", unit="tensor", disable=not progress) as bar:
         for m in maps:
@@ -224,8 +237,17 @@ def read_params(reader: SafetensorsReader, cfg: ModelConfig, place: Callable, dt
                     stacked[i] = ours
                 del ours
                 bar.update(1)
-            _set(params, m.path, place(m.path, stacked))
+            placed = place(m.path, stacked)
             del stacked
+            yield m.path, placed
+
+
+def read_params(reader: SafetensorsReader, cfg: ModelConfig, place: Callable, dtype: str | None = None,
+                progress: bool = True):
+    """Our whole params pytree (see `iter_params`)."""
+    params: dict = {}
+    for path, value in iter_params(reader, cfg, place, dtype, progress):
+        _set(params, path, value)
     return params
 
 
@@ -241,16 +263,35 @@ def _get(tree, path):
     return tree
 
 
+class LazyParams:
+    """Params fetched one leaf at a time by `load(path)`, keeping only the newest leaf, with
+    `dtypes` (a pytree of numpy dtypes) known up front: lets a writer stream a checkpoint."""
+
+    def __init__(self, load: Callable[[tuple[str, ...]], np.ndarray], dtypes):
+        self._load, self.dtypes = load, dtypes
+        self._cached: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    def leaf(self, path: tuple[str, ...]) -> np.ndarray:
+        """The leaf at `path` (the previous one is dropped)."""
+        if self._cached is None or self._cached[0] != path:
+            self._cached = None
+            self._cached = (path, self._load(path))
+        return self._cached[1]
+
+
 def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Iterator[tuple[str, Callable[[], np.ndarray], tuple, np.dtype]]:
     """(hf_name, thunk producing the numpy tensor, shape, dtype) for every HF tensor, in HF order.
 
-    Thunks gather one layer's slice at a time, so a sharded jax array is never copied whole."""
+    `params` is a pytree or `LazyParams`. Thunks gather one layer's slice at a time, so a
+    sharded jax array is never copied whole."""
     cast = np.dtype(DTYPES[dtype]) if dtype else None
+    lazy = isinstance(params, LazyParams)
     for m in tensor_maps(cfg):
-        leaf = _get(params, m.path)
-        out_dtype = cast or np.dtype(leaf.dtype)
+        stored = _get(params.dtypes, m.path) if lazy else _get(params, m.path).dtype
+        out_dtype = cast or np.dtype(stored)
         for i, name in enumerate(_hf_names(m, cfg.num_hidden_layers)):
-            def thunk(leaf=leaf, i=i, m=m):
+            def thunk(i=i, m=m):
+                leaf = params.leaf(m.path) if lazy else _get(params, m.path)
                 arr = np.asarray(leaf[i] if m.layered else leaf)
                 arr = np.ascontiguousarray(m.to_hf(arr))
                 return arr.astype(out_dtype) if arr.dtype != out_dtype else arr
@@ -259,6 +300,10 @@ def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Itera
 
 _SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64",
                        "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+_FROM_SAFETENSORS = {"F32": np.dtype(np.float32), "BF16": np.dtype(ml_dtypes.bfloat16), "F16": np.dtype(np.float16),
+                     "F64": np.dtype(np.float64)}
 
 
 def _write_one_file(path: pathlib.Path, entries: list, bar) -> int:

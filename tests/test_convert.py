@@ -219,3 +219,11 @@ def test_load_rejects_unknown_directory(tmp_path):
     shutil.rmtree(tmp_path)
     with pytest.raises(SynthflawError, match="no such file"):
         synthflaw_jax.load(tmp_path)
+
+
+def test_relative_paths_work(hf_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rel_hf = hf_dir.relative_to(tmp_path)
+    assert main(["convert", "hf-to-orbax", str(rel_hf), "ckpt", "--no-progress"]) == 0
+    assert main(["convert", "orbax-to-hf", "ckpt", "back", "--no-progress"]) == 0
+    assert synthflaw_jax.load("ckpt").config.num_params() == synthflaw_jax.load("back").config.num_params()

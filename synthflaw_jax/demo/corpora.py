@@ -142,9 +142,11 @@ def mc_items(facts: list[tuple[str, str, str]], seed: int) -> list[dict]:
     return items
 
 
-def build(out: pathlib.Path, n_facts: int, n_sft: int, n_eval_per_kind: int, seed: int) -> DemoData:
+def build(out: pathlib.Path, n_facts: int, n_sft: int, n_eval_per_kind: int, seed: int,
+          qa_repeats: int = 4) -> DemoData:
     """Write every demo data file under `out` (deterministic from `seed`): `n_facts` synthetic
-    facts, up to `n_sft` SFT examples and `n_eval_per_kind` held-out prompts per instruction."""
+    facts (each `qa_repeats` times in arm (b)'s corpus, as synthetic data comes in volume),
+    up to `n_sft` SFT examples and `n_eval_per_kind` held-out prompts per instruction."""
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     docs = sample_data.stdlib_docstrings()
@@ -155,7 +157,7 @@ def build(out: pathlib.Path, n_facts: int, n_sft: int, n_eval_per_kind: int, see
     held_out_text = [{"text": d} for d in docs[: len(docs) // 10]]  # perplexity only, never trained on
     text = [{"text": d} for d in docs[len(docs) // 10:]]
     qa_text = [{"text": QA_PROMPT.format(question=r["question"]) + QA_TARGET.format(answer=r["answer"])} for r in qa]
-    cpt_b = text + qa_text
+    cpt_b = text + qa_text * qa_repeats
     rng.shuffle(cpt_b)
 
     topics = stdlib_topics()
