@@ -7,10 +7,6 @@ from synthflaw_jax import cli
 from synthflaw_jax.data import sample_data
 
 
-@pytest.fixture(autouse=True)
-def data_command(monkeypatch):
-
-
 def test_sample_writes_both_corpora(tmp_path, capsys):
     assert cli.main(["data", "sample", "--out", str(tmp_path), "--n-qa", "50"]) == 0
     qa = [json.loads(line) for line in (tmp_path / "synthetic_qa.jsonl").read_text().splitlines()]
