@@ -55,9 +55,10 @@ class Settings:
 
     @property
     def bound(self) -> float:
-        # lambda, in nats of mean token NLL on the forget answers: they start near 5 after
-        # arm (b)'s CPT, so forgetting may raise them by about 2 nats and no further
-        return 7.0
+        # lambda, in nats of mean token NLL on the forget answers: they start near 3.2 after
+        # arm (b)'s CPT (a random model gives about 7.6), so forgetting may raise them by
+        # about 2 nats and no further
+        return 5.0
 
 
 # (name, arm label in the report, SFT'd model stage)
