@@ -1,0 +1,59 @@
+"""The shared body of the real-model configs in configs/: unlearn synthetic Q-A on a TPU slice
+(a TOFU-style forget set, replaying retained data, the lower-bounded forgetting loss).
+
+Each configs/<model>.py states only what differs (model, slice, batch, learning rate).
+Paths under /data/... are placeholders: launch/README.md copies the data to every worker.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from synthflaw_jax.unlearn import default_config
+
+
+def tpu_unlearning_config(*, arch: str, model_dir: str, topology: str, batch_size: int = 128,
+                          learning_rate: float = 1e-5,
+                          attention_kernel: str = "pallas_tpu") -> ml_collections.ConfigDict:
+    """An unlearning config for `arch` (a synthflaw_jax.model_zoo entry) on a TPU `topology`."""
+    c = default_config()
+    c.model.path = model_dir  # placeholder: converted checkpoint (or HF dir) on every worker
+    c.model.arch = arch  # synthflaw_jax.model_zoo entry: `synthflaw plan` builds the model from it
+    #                      without weights (a config.json at model.path takes precedence)
+    c.model.dtype = "bfloat16"  # compute dtype: bf16 on the MXU
+    c.model.param_dtype = "float32"  # fp32 master weights and AdamW moments: small updates survive
+    c.model.remat_policy = "full"  # recompute each layer in the backward pass: activations stay small
+    c.model.attention_kernel = attention_kernel  # Pallas flash attention on TPU (causal, segment ids)
+
+    c.data.tokenizer = f"{model_dir}/assets"  # placeholder: tokenizer files
+    c.data.seq_len = 1024  # packed rows; TOFU Q-A pairs are ~100-300 tokens
+    c.data.batch_size = batch_size  # global rows per step, half forget, half replay
+    c.data.mixture = "forget=1,replay=1"
+    c.data.streams.forget.source = "/data/tofu/forget10.json"  # placeholder: synthetic Q-A to unlearn
+    c.data.streams.forget.source_type = "jsonl"
+    c.data.streams.forget.format = "qa"
+    c.data.streams.replay.source = "/data/tofu/retain90.json"  # placeholder: data whose behaviour we keep
+    c.data.streams.replay.source_type = "jsonl"
+    c.data.streams.replay.format = "qa"
+
+    c.loss.method = "lower_bounded"  # w_f * l_f + w_r * l_r + w_b * KL(pi_ref || pi_theta)
+    c.loss.forget_weight = 1.0
+    c.loss.replay_weight = 1.0
+    c.loss.bias_weight = 1.0  # needs the frozen reference model: its params are sharded like ours
+    c.loss.bound = 5.0  # lambda: the per-example mean forget NLL stops rising here (nats)
+
+    c.optim.learning_rate = learning_rate
+    c.optim.warmup_steps = 10
+    c.train.steps = 200
+    c.train.grad_accum = 1  # microbatches per step (lax.scan); rows per stream must divide
+    c.train.log_every = 10
+
+    c.mesh.data = 1
+    c.mesh.fsdp = -1  # FSDP (ZeRO-3) over every chip
+    c.mesh.tensor = 1
+
+    c.checkpoint.every = 50
+    c.checkpoint.keep = 2
+
+    c.tpu = ml_collections.ConfigDict()
+    c.tpu.topology = topology  # the slice this config is sized for: `synthflaw plan`'s default
+    return c
