@@ -26,6 +26,9 @@ RUNTIME = [
 
 TEST = [
     "pytest==9.0.3",
+    "nbclient==0.11.0",  # executes launch/colab.ipynb in the tests
+    "nbformat==5.11.1",
+    "ipykernel==7.4.0",
     "torch==2.13.0",  # the CPU wheel on disk; a looser pin pulls a multi-GB CUDA build
 ]
 

@@ -283,7 +283,8 @@ def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Itera
     """(hf_name, thunk producing the numpy tensor, shape, dtype) for every HF tensor, in HF order.
 
     `params` is a pytree or `LazyParams`. Thunks gather one layer's slice at a time, so a
-    sharded jax array is never copied whole."""
+    sharded jax array is never copied whole; on a multi-host job every process must run the
+    thunks in this order (the writer via `write_safetensors`, the others via `gather_only`)."""
     cast = np.dtype(DTYPES[dtype]) if dtype else None
     lazy = isinstance(params, LazyParams)
     for m in tensor_maps(cfg):
@@ -292,10 +293,25 @@ def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Itera
         for i, name in enumerate(_hf_names(m, cfg.num_hidden_layers)):
             def thunk(i=i, m=m):
                 leaf = params.leaf(m.path) if lazy else _get(params, m.path)
-                arr = np.asarray(leaf[i] if m.layered else leaf)
+                arr = _to_host(leaf[i] if m.layered else leaf)
                 arr = np.ascontiguousarray(m.to_hf(arr))
                 return arr.astype(out_dtype) if arr.dtype != out_dtype else arr
             yield name, thunk, m.hf_shape, out_dtype
+
+
+def _to_host(x) -> np.ndarray:
+    """numpy copy of one slice; a slice spread over several hosts is gathered (a collective:
+    every process takes part, see `gather_only`)."""
+    from synthflaw_jax.runtime import to_host
+
+    return to_host(x)
+
+
+def gather_only(params, cfg: ModelConfig, dtype: str | None = None) -> None:
+    """On a multi-host job, what every host but the writer does while process 0 runs
+    `write_safetensors`: the same gathers in the same order, results dropped."""
+    for _, thunk, _, _ in iter_hf_tensors(params, cfg, dtype):
+        thunk()
 
 
 _SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64",

@@ -5,6 +5,10 @@ different one is refused), `checkpoints/<step>/`, `metrics.jsonl` (one line per 
 `tensorboard/` (the same metrics as event files), `summary.json` and the final Hugging Face
 export `hf/`. Rerunning the same command resumes
 from the newest complete checkpoint, data iterator included, so the run continues exactly.
+
+The workdir may be a bucket (`gs://...`). On a multi-host job (runtime.py) every host runs
+this same function: all take part in every step, checkpoint and gather; process 0 alone
+shows progress and writes config.json, the metrics, the summary and the HF export.
 """
 from __future__ import annotations
 
@@ -12,14 +16,17 @@ import dataclasses
 import json
 import logging
 import pathlib
+import shutil
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from synthflaw_jax import checkpoint as ckpt_lib
-from synthflaw_jax import config_io, convert, losses, train
+from synthflaw_jax import config_io, convert, hf_weights, losses, runtime, train
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.data import config as data_config
 from synthflaw_jax.data import layout, pipeline
@@ -65,6 +72,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint.keep = 2          # keep the newest K steps
     c.checkpoint.async_save = True
     c.checkpoint.export_hf = True  # write workdir/hf at the end
+    c.runtime = runtime.default_runtime_config()  # multi-host launch settings (see runtime.py);
+                                   # not recorded in config.json: they may differ per process
     return c
 
 
@@ -72,16 +81,24 @@ def default_config() -> ml_collections.ConfigDict:
 class RunResult:
     """What a finished run produced."""
 
-    workdir: pathlib.Path
+    workdir: pathlib.Path  # an etils.epath.Path for a bucket workdir
     final_step: int
     resumed_from: int | None
     last_metrics: dict
     hf_dir: pathlib.Path | None
 
 
+# Sections that describe how a run is launched, not what it computes: left out of config.json.
+_LAUNCH_SECTIONS = ("runtime",)
+
+
 def _record_config(workdir: pathlib.Path, config) -> None:
     path = workdir / "config.json"
-    resolved = config_io.to_json(config)
+    recorded = ml_collections.ConfigDict(config.to_dict())
+    for section in _LAUNCH_SECTIONS:
+        if section in recorded:
+            del recorded[section]
+    resolved = config_io.to_json(recorded)
     if path.exists():
         if path.read_text() != resolved:
             old, new = json.loads(path.read_text()), json.loads(resolved)
@@ -90,6 +107,8 @@ def _record_config(workdir: pathlib.Path, config) -> None:
                 f"{path}: this workdir was started with a different config ({diff}); "
                 "rerun with the same config to resume, or use a new --workdir"
             )
+        return
+    if not runtime.is_main():
         return
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(resolved)
@@ -147,12 +166,13 @@ def _max_segments(config) -> int | None:
 
 class MetricsLog:
     """Per-step device metrics, fetched every `every` steps (one sync), written as JSON lines
-    and as TensorBoard event files (`tensorboard_dir`)."""
+    and as TensorBoard event files (`tensorboard_dir`). With `path=None` (the other hosts of a
+    multi-host job) the metrics are fetched and checked but not written."""
 
-    def __init__(self, path: pathlib.Path, every: int, bar, tensorboard_dir: pathlib.Path | None = None):
+    def __init__(self, path: pathlib.Path | None, every: int, bar, tensorboard_dir: pathlib.Path | None = None):
         self.path, self.every, self.bar = path, max(int(every), 1), bar
         self.writer = None
-        if tensorboard_dir is not None:
+        if tensorboard_dir is not None and path is not None:
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(str(tensorboard_dir))
@@ -176,7 +196,7 @@ class MetricsLog:
         tokens = sum(float(m["tokens"]) for m in fetched)
         tok_s = tokens / max(now - self._t0, 1e-9)
         self._t0 = now
-        with self.path.open("a") as f:
+        with (self.path.open("a") if self.path is not None else _Discard()) as f:
             for step, m in zip(steps, fetched):
                 row = {"step": step, **{k: float(v) for k, v in m.items()}, "tokens_per_s": tok_s}
                 f.write(json.dumps(row) + "\n")
@@ -201,18 +221,54 @@ class MetricsLog:
             self.writer.close()
 
 
+class _Discard:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, text: str) -> None:
+        pass
+
+
+class _RunFiles:
+    """Where metrics.jsonl and tensorboard/ are written: the workdir itself when it is local;
+    for a bucket workdir a local staging directory (appending to a bucket object is not
+    possible) whose files `publish()` copies up at every checkpoint and at the end."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.remote = runtime.is_remote(workdir)
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="synthflaw-run-")) if self.remote else workdir
+        if self.remote and (workdir / "metrics.jsonl").exists():  # resuming: keep appending to it
+            (self.dir / "metrics.jsonl").write_bytes((workdir / "metrics.jsonl").read_bytes())
+
+    def publish(self) -> None:
+        if self.remote:
+            runtime.copy_tree(self.dir, self.workdir)
+
+    def close(self) -> None:
+        if self.remote:
+            self.publish()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> RunResult:
     """Run (or resume) unlearning as configured; returns what was produced."""
     from tqdm.auto import tqdm
 
-    workdir = pathlib.Path(workdir)
+    runtime.initialize(config)  # joins the other hosts first: before anything touches a device
+    main = runtime.is_main()
+    workdir = runtime.as_path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _record_config(workdir, config)
+    runtime.barrier("synthflaw-config")
     total_steps = int(config.train.steps)
     if total_steps < 1:
         raise SynthflawError(f"config train.steps: must be >= 1, got {total_steps}")
 
-    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    mesh = runtime.make_mesh(config.mesh)
     tokenizer = tok_lib.load_tokenizer(config.data.tokenizer)
     model_cfg, model_path = _model_config(config, tokenizer)
     tok_lib.check_vocab_size(tokenizer, model_cfg.vocab_size, where=f"tokenizer {config.data.tokenizer}")
@@ -240,8 +296,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     step_fn = train.make_train_step(model_cfg, config.loss, tx, schedule, mesh, shardings,
                                     int(config.train.grad_accum), _max_segments(config))
     start = int(jax.device_get(state.step))
-    bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not progress)
-    metrics_log = MetricsLog(workdir / "metrics.jsonl", config.train.log_every, bar, workdir / "tensorboard")
+    bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not (progress and main))
+    files = _RunFiles(workdir) if main else None
+    metrics_log = MetricsLog(files.dir / "metrics.jsonl" if main else None, config.train.log_every, bar,
+                             files.dir / "tensorboard" if main else None)
     try:
         for step in range(start + 1, total_steps + 1):
             host_batch = next(data)
@@ -252,6 +310,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
             if step % int(config.checkpoint.every) == 0 or step == total_steps:
                 metrics_log.flush()  # never save a step before its loss was seen to be finite
                 checkpointer.save(step, state, data.get_state(), force=True)
+                if files is not None:
+                    files.publish()
         metrics_log.flush()
     except StopIteration:
         raise SynthflawError("data: a stream ran out before train.steps (set data.num_epochs=0 to repeat)") from None
@@ -259,18 +319,62 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
         bar.close()
         metrics_log.close()
         checkpointer.close()
+        if files is not None:
+            files.close()
 
     hf_dir = None
     if config.checkpoint.export_hf:
-        hf_dir = convert.save_hf(state.params, model_cfg, workdir / "hf", assets_from=_assets_dir(config, model_path),
-                                 dtype=config.model.param_dtype, overwrite=True, progress=False)
-    summary = {"final_step": total_steps, "resumed_from": resumed_from, "last_metrics": metrics_log.last,
-               "hf_dir": str(hf_dir) if hf_dir else None}
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        hf_dir = _export_hf(state.params, model_cfg, workdir / "hf", _assets_dir(config, model_path),
+                            config.model.param_dtype)
+    if main:
+        summary = {"final_step": total_steps, "resumed_from": resumed_from, "last_metrics": metrics_log.last,
+                   "hf_dir": str(hf_dir) if hf_dir else None}
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    runtime.barrier("synthflaw-done")  # every host returns once the outputs are written
     return RunResult(workdir, total_steps, resumed_from, metrics_log.last, hf_dir)
 
 
+def _export_hf(params, model_cfg, hf_dir, assets_from, dtype):
+    """Write the HF export from process 0 while every other host joins the gathers of the
+    sharded params (same tensors, same order); a bucket destination is written to a local
+    temporary directory first, then copied up."""
+    if not runtime.is_main():
+        hf_weights.gather_only(params, model_cfg, dtype)
+        return hf_dir
+    if not runtime.is_remote(hf_dir):
+        return convert.save_hf(params, model_cfg, hf_dir, assets_from=assets_from, dtype=dtype,
+                               overwrite=True, progress=False)
+    with tempfile.TemporaryDirectory(prefix="synthflaw-hf-") as tmp:
+        local = convert.save_hf(params, model_cfg, pathlib.Path(tmp) / "hf", assets_from=assets_from,
+                                dtype=dtype, overwrite=True, progress=False)
+        if hf_dir.exists():
+            hf_dir.rmtree()
+        runtime.copy_tree(local, hf_dir)
+    return hf_dir
+
+
 def _to_global(batch: dict, mesh) -> dict:
-    rows = next(iter(batch.values())).shape
-    sharding = shd.logical_to_sharding(("batch", "length"), rows, mesh)
+    """This host's rows of one stream as global arrays.
+
+    The sharding is chosen for the global shape (rows x process_count). When it splits the
+    rows so that each host's devices hold exactly that host's rows, every host passes only
+    its own; otherwise (rows replicated, e.g. fewer rows than batch shards) every host
+    gathers all hosts' rows first, as one process would have read them."""
+    local_shape = next(iter(batch.values())).shape
+    count = jax.process_count()
+    global_shape = (local_shape[0] * count, *local_shape[1:])
+    sharding = shd.logical_to_sharding(("batch", "length"), global_shape, mesh)
+    if count > 1 and not _rows_split_by_host(sharding, global_shape, local_shape[0]):
+        from jax.experimental import multihost_utils
+
+        batch = {k: np.asarray(multihost_utils.process_allgather(np.asarray(v), tiled=True))
+                 for k, v in batch.items()}
     return layout.to_global(batch, sharding)
+
+
+def _rows_split_by_host(sharding, global_shape, local_rows: int) -> bool:
+    """Whether this host's devices hold one contiguous block of exactly `local_rows` rows."""
+    rows = set()
+    for index in sharding.addressable_devices_indices_map(tuple(global_shape)).values():
+        rows.update(range(*index[0].indices(global_shape[0])))
+    return len(rows) == local_rows and max(rows) - min(rows) + 1 == local_rows
