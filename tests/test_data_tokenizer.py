@@ -73,3 +73,15 @@ def test_bad_tokenizer_paths(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(SynthflawError, match="cannot load tokenizer"):
         tok_lib.load_tokenizer(broken)
+
+
+def test_encode_many_is_not_padded_by_an_earlier_padded_call():
+    """A padded call on the shared tokenizer must not leak padding into the data pipeline."""
+    from synthflaw_jax.data.tokenizer import encode_many, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    texts = ["hello world", "a much longer sentence with many more words in it"]
+    clean = encode_many(tok, texts)
+    tok(["hi", "hello there friend, how are you"], padding=True, truncation=True, max_length=8)
+    assert encode_many(tok, texts) == clean
+    assert len(clean[0]) < len(clean[1]) and 0 not in clean[0]  # 0 is <|pad|>

@@ -73,6 +73,12 @@ def encode_many(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text, no BOS/EOS added; special-token strings in the text become their ids."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # the Rust tokenizer directly: one call for the whole list
+        # transformers leaves padding/truncation switched on in the shared backend after a
+        # call like tok(texts, padding=True); encode_batch would then pad every text
+        if backend.padding is not None:
+            backend.no_padding()
+        if backend.truncation is not None:
+            backend.no_truncation()
         return [enc.ids for enc in backend.encode_batch(list(texts), add_special_tokens=False)]
     return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
