@@ -80,6 +80,14 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
     return picked - lse
 
 
+def _predicting_log_probs(logits: Array, targets: Array) -> Array:
+    """token_log_probs(logits[:, :-1], targets) for next-token targets [B, T-1], computed
+    on all T positions (a dummy target for the last) and cut afterwards: the same values
+    without materialising a [B, T-1, V] copy of the logits (XLA:CPU copies the slice)."""
+    padded = jnp.pad(targets, ((0, 0), (0, 1)))
+    return token_log_probs(logits, padded)[:, :-1]
+
+
 # ------------------------------------------------------------------------- examples
 
 
@@ -129,7 +137,7 @@ def sequence_log_probs(
     targets, weights, seg = shift_targets(
         batch["input_ids"], batch["loss_mask"], batch.get("segment_ids")
     )
-    logp = token_log_probs(logits[:, :-1], targets)
+    logp = _predicting_log_probs(logits, targets)
     total = per_example_sum(logp, weights, seg, max_segments)
     count = per_example_sum(jnp.ones_like(weights), weights, seg, max_segments)
     return ExampleStats(total, count, count > 0)
@@ -192,7 +200,7 @@ def replay_loss(logits: Array, batch: Batch) -> tuple[Array, Array]:
     targets, weights, _ = shift_targets(
         batch["input_ids"], batch["loss_mask"], batch.get("segment_ids")
     )
-    logp = token_log_probs(logits[:, :-1], targets)
+    logp = _predicting_log_probs(logits, targets)
     nll_sum = -jnp.sum(jnp.where(weights > 0, logp * weights, 0.0))
     count = jnp.sum(weights)
     return nll_sum / jnp.maximum(count, 1.0), count

@@ -34,6 +34,78 @@ def _zeros(axes):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
+def _flat(x):
+    """[..., D] -> [N, D]. Dense layers run on token-flattened activations: the weight
+    gradient x^T dy then contracts one axis, which XLA:CPU does without first copying dy
+    into a transposed layout (with [B, T, D] it contracts two axes and transposes)."""
+    return x.reshape(-1, x.shape[-1])
+
+
+@jax.custom_vjp
+def swiglu(gate, up):
+    """silu(gate) * up, with a hand-written backward that recomputes sigmoid(gate) and
+    produces both input gradients in one elementwise pass (autodiff keeps silu(gate) and
+    sigmoid(gate) as extra [tokens, mlp] residuals and takes three passes)."""
+    return nn.silu(gate) * up
+
+
+def _swiglu_fwd(gate, up):
+    return swiglu(gate, up), (gate, up)
+
+
+def _swiglu_bwd(res, g):
+    gate, up = res
+    # the barrier keeps XLA from merging this sigmoid with the forward's where both sit in one
+    # program region (remat recomputes the forward next to the backward): the merged sigmoid
+    # would be stored, and the forward split into three passes
+    gate = jax.lax.optimization_barrier(gate)
+    sig = jax.nn.sigmoid(gate)
+    silu = gate * sig
+    return g * up * (sig * (1 + gate * (1 - sig))), g * silu
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+
+
+class HeadsDense(nn.Module):
+    """`nn.DenseGeneral`'s parameters and initialisation (kernel [*in, *features], bias
+    [*features]) over the input's last `n_in` axes, computed as one 2-D matmul
+    [tokens, prod(in)] x [prod(in), prod(features)]: with a single contracting and a single
+    output axis XLA:CPU runs the weight gradient without copying the activation gradient
+    into a transposed layout first. Input [N, *in] -> output [N, *features]."""
+
+    features: tuple[int, ...]
+    n_in: int
+    use_bias: bool
+    dtype: Any
+    param_dtype: Any
+    kernel_init: Any
+    bias_init: Any
+
+    @nn.compact
+    def __call__(self, x):
+        in_shape = x.shape[x.ndim - self.n_in:]
+        n_in, n_out = int(np.prod(in_shape)), int(np.prod(self.features))
+
+        def flat_init(init, flat_shape):
+            def wrapped(rng, shape, dtype=jnp.float32):  # as nn.DenseGeneral: init flat, then reshape
+                value = init(rng, flat_shape, dtype)
+                if isinstance(value, nn.meta.AxisMetadata):
+                    return nn.meta.replace_boxed(value, jnp.reshape(value.unbox(), shape))
+                return jnp.reshape(value, shape)
+            return wrapped
+
+        kernel = self.param("kernel", flat_init(self.kernel_init, (n_in, n_out)), in_shape + self.features,
+                            self.param_dtype)
+        bias = self.param("bias", flat_init(self.bias_init, (n_out,)), self.features, self.param_dtype) \
+            if self.use_bias else None
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        out = x.reshape(-1, n_in) @ kernel.reshape(n_in, n_out)
+        if bias is not None:
+            out = out + bias.reshape(n_out)
+        return out.reshape(x.shape[: x.ndim - self.n_in] + self.features)
+
+
 def constrain(x, axes, mesh: Mesh | None):
     """Pin an activation's sharding by logical axis names (a no-op without a mesh)."""
     if mesh is None:
@@ -59,8 +131,11 @@ def apply_rope(x, positions, inv_freq):
     cos = jnp.cos(emb)[:, :, None, :].astype(x.dtype)
     sin = jnp.sin(emb)[:, :, None, :].astype(x.dtype)
     half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos + rotated * sin
+    # rotate_half(x) * sin = [-x2, x1] * [s, s] = [x2, x1] * [-s, s]; the half swap is a
+    # reverse of a [2, half] view, which (unlike slices + concatenate) fuses in both passes.
+    swapped = jnp.flip(x.reshape(x.shape[:-1] + (2, half)), axis=-2).reshape(x.shape)
+    signed_sin = jnp.concatenate([-sin[..., :half], sin[..., half:]], axis=-1)
+    return x * cos + swapped * signed_sin
 
 
 class RMSNorm(nn.Module):
@@ -93,12 +168,15 @@ class Attention(nn.Module):
         dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         qkv_bias = cfg.attention_bias or cfg.qkv_bias
 
+        batch, length = x.shape[:2]
+        tokens = _flat(x)  # [B*T, D]: the matmuls' weight gradients then contract one axis
+
         def proj(name, heads, axes):
-            return nn.DenseGeneral(
-                (heads, cfg.head_dim), axis=-1, use_bias=qkv_bias, dtype=dtype, param_dtype=pdtype,
+            return HeadsDense(
+                (heads, cfg.head_dim), 1, use_bias=qkv_bias, dtype=dtype, param_dtype=pdtype,
                 kernel_init=_init(("embed", axes, "head_dim")), bias_init=_zeros((axes, "head_dim")),
                 name=name,
-            )(x)
+            )(tokens).reshape(batch, length, heads, cfg.head_dim)
 
         q = proj("q_proj", cfg.num_attention_heads, "heads")
         k = proj("k_proj", cfg.num_key_value_heads, "kv_heads")
@@ -117,12 +195,12 @@ class Attention(nn.Module):
             k, v = k.astype(dtype), v.astype(dtype)
 
         out = dot_product_attention(q, k, v, mask, kernel=cfg.attention_kernel)
-        out = nn.DenseGeneral(
-            cfg.hidden_size, axis=(-2, -1), use_bias=cfg.attention_bias, dtype=dtype, param_dtype=pdtype,
+        out = HeadsDense(
+            (cfg.hidden_size,), 2, use_bias=cfg.attention_bias, dtype=dtype, param_dtype=pdtype,
             kernel_init=_init(("heads", "head_dim", "embed")), bias_init=_zeros(("embed",)),
             name="o_proj",
-        )(out)
-        return out, new_cache
+        )(out.reshape((batch * length,) + out.shape[2:]))
+        return out.reshape(batch, length, cfg.hidden_size), new_cache
 
 
 class MLP(nn.Module):
@@ -142,10 +220,13 @@ class MLP(nn.Module):
                 kernel_init=_init(axes), bias_init=_zeros(axes[1:]), name=name,
             )
 
-        gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
-        up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
-        hidden = constrain(nn.silu(gate) * up, ("batch", "length", "act_mlp"), self.mesh)
-        return dense("down_proj", cfg.hidden_size, ("mlp", "embed"))(hidden)
+        tokens = _flat(x)  # [B*T, D]: the matmuls' weight gradients then contract one axis
+        gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(tokens)
+        up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(tokens)
+        hidden = swiglu(gate, up).reshape(x.shape[:-1] + (cfg.intermediate_size,))
+        hidden = constrain(hidden, ("batch", "length", "act_mlp"), self.mesh)
+        out = dense("down_proj", cfg.hidden_size, ("mlp", "embed"))(_flat(hidden))
+        return out.reshape(x.shape[:-1] + (cfg.hidden_size,))
 
 
 class DecoderLayer(nn.Module):
@@ -191,7 +272,7 @@ class CausalLM(nn.Module):
 
         if cache is None:
             index = jnp.arange(length, dtype=jnp.int32)
-            mask = AttentionMask(segment_ids, segment_ids, index, index, cfg.sliding_window)
+            mask = AttentionMask(segment_ids, segment_ids, index, index, cfg.sliding_window, self_causal=True)
             layer_caches = None
         else:
             cache_len = cache["k"].shape[2]
@@ -222,12 +303,13 @@ class CausalLM(nn.Module):
         )
         hidden = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="norm")(x)
         if cfg.tie_word_embeddings:
-            logits = embed.attend(hidden)
+            logits = embed.attend(_flat(hidden))
         else:
             logits = nn.Dense(
                 cfg.vocab_size, use_bias=False, dtype=dtype, param_dtype=pdtype,
                 kernel_init=_init(("embed", "vocab")), name="lm_head",
-            )(hidden)
+            )(_flat(hidden))
+        logits = logits.reshape(batch, length, cfg.vocab_size)
         logits = constrain(logits.astype(jnp.float32), ("batch", "length", "act_vocab"), self.mesh)
         new_cache = None
         if cache is not None:
