@@ -129,15 +129,15 @@ def test_tofu_option_fields_as_json_lines(shared_data):
 
 @pytest.mark.parametrize("name, content, message", [
     ("a.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": 0}\n{"question": "q", "choices": ["a"], "answer": 0}\n',
-     "a.jsonl line 2: needs at least 2 options"),
-    ("a.jsonl", '{"question": "q", "choices": ["a", "b"]}\n', "a.jsonl line 1: missing field 'answer'"),
-    ("a.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": "c"}\n', "a.jsonl line 1: answer 'c'"),
-    ("a.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": 5}\n', "a.jsonl line 1: answer index 5"),
-    ("a.jsonl", '{"question": "q", "option1": "a", "option2": "b", "answer": true}\n', "a.jsonl line 1: field 'answer'"),
-    ("a.jsonl", '{"choices": ["a", "b"], "answer": 0}\n', "a.jsonl line 1: field 'question'"),
-    ("a.jsonl", 'oops\n', "a.jsonl line 1: not valid JSON"),
-    ("b_test.csv", "q,a,b,c,d,B\nq,a,b,c,d,E\n", "b_test.csv line 2: last column must be an answer letter"),
-    ("b_test.csv", "q,a\n", "b_test.csv line 1: expected question"),
+     "a.jsonl:2: needs at least 2 options"),
+    ("a.jsonl", '{"question": "q", "choices": ["a", "b"]}\n', "a.jsonl:1: missing field 'answer'"),
+    ("a.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": "c"}\n', "a.jsonl:1: answer 'c'"),
+    ("a.jsonl", '{"question": "q", "choices": ["a", "b"], "answer": 5}\n', "a.jsonl:1: answer index 5"),
+    ("a.jsonl", '{"question": "q", "option1": "a", "option2": "b", "answer": true}\n', "a.jsonl:1: field 'answer'"),
+    ("a.jsonl", '{"choices": ["a", "b"], "answer": 0}\n', "a.jsonl:1: field 'question'"),
+    ("a.jsonl", 'oops\n', "a.jsonl:1: bad JSON"),
+    ("b_test.csv", "q,a,b,c,d,B\nq,a,b,c,d,E\n", "b_test.csv:2: last column must be an answer letter"),
+    ("b_test.csv", "q,a\n", "b_test.csv:1: expected question"),
     ("c.txt", "q\n", "c.txt: unknown format"),
     ("d.jsonl", "\n", "d.jsonl: no questions"),
 ])
@@ -151,7 +151,7 @@ def test_cli_errors_exit_2(tiny, tmp_path, capsys):
     path, _, _ = tiny
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "choices": ["a", "b"], "answer": "z"}])
     assert run_cli(["mc", "--model", str(path), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
-    assert "bad.jsonl line 1" in capsys.readouterr().err
+    assert "bad.jsonl:1" in capsys.readouterr().err
     good = write_jsonl(tmp_path / "good.jsonl", ITEMS)
     out = tmp_path / "full"
     out.mkdir()

@@ -94,7 +94,7 @@ def test_windows_score_every_token_once():
 
 @pytest.mark.parametrize("name, content, message", [
     ("e.txt", "   \n", "e.txt: no text to score"),
-    ("b.jsonl", '{"text": "ok"}\n{"txt": "x"}\n', "b.jsonl line 2: field 'text'"),
+    ("b.jsonl", '{"text": "ok"}\n{"txt": "x"}\n', "b.jsonl:2: field 'text'"),
     ("c.csv", "a,b\n", "c.csv: unknown format"),
 ])
 def test_bad_files_exit_2(tiny, tmp_path, capsys, name, content, message):

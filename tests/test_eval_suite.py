@@ -94,7 +94,7 @@ def test_suite_default_tasks_need_no_files(models, tmp_path):
     ('{"tasks": [{"type": "mc"}, {"type": "mc"}]}', "tasks[1]: two tasks are named 'mc'"),
     ('{"tasks": [{"type": "ppl", "max_length": "long"}]}', "tasks[0]: 'max_length' has the wrong type"),
     ('{"tasks": []}', "no tasks"),
-    ('{"tasks": [\n{"type": "mc"},,\n]}', "line 2: not valid JSON"),
+    ('{"tasks": [\n{"type": "mc"},,\n]}', ":2: bad JSON"),
     ('{"task": []}', "expected an object with a 'tasks' list"),
 ])
 def test_bad_config_exits_2(models, tmp_path, capsys, config, message):

@@ -211,8 +211,8 @@ def test_generate_command_writes_jsonl(tiny_dir, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"prompt": "a"}\n{"text": "b"}\n', "p.jsonl line 2: field 'prompt'"),
-    ('{"prompt": "a"}\nnot json\n', "p.jsonl line 2: not valid JSON"),
+    ('{"prompt": "a"}\n{"text": "b"}\n', "p.jsonl:2: field 'prompt'"),
+    ('{"prompt": "a"}\nnot json\n', "p.jsonl:2: bad JSON"),
     ("", "no prompts"),
 ])
 def test_generate_command_bad_prompts_exit_2(tiny_dir, tmp_path, monkeypatch, capsys, content, message):

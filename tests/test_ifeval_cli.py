@@ -147,21 +147,21 @@ def _prompt_line(**over):
 @pytest.mark.parametrize(
     "prompt_lines,message",
     [
-        ([_prompt_line(), "{not json"], r"prompts.jsonl line 2: not valid JSON"),
+        ([_prompt_line(), "{not json"], r"prompts.jsonl:2: bad JSON"),
         ([json.dumps({"key": 1, "prompt": "x", "instruction_id_list": ["punctuation:no_comma"]})],
-         r"prompts.jsonl line 1: missing field 'kwargs'"),
+         r"prompts.jsonl:1: missing field 'kwargs'"),
         ([_prompt_line(), _prompt_line(key=2, prompt="y", instruction_id_list=["keywords:whatever"])],
-         r"prompts.jsonl line 2: kwargs\[0\]: unknown instruction id 'keywords:whatever'"),
+         r"prompts.jsonl:2: kwargs\[0\]: unknown instruction id 'keywords:whatever'"),
         ([_prompt_line(instruction_id_list=["punctuation:no_comma"], kwargs=[{"num_words": 3}])],
-         r"line 1: kwargs\[0\]: 'punctuation:no_comma' does not take argument\(s\) num_words"),
+         r":1: kwargs\[0\]: 'punctuation:no_comma' does not take argument\(s\) num_words"),
         ([_prompt_line(instruction_id_list=["length_constraints:number_words"],
                        kwargs=[{"num_words": 10, "relation": "about"}])],
-         r"line 1: kwargs\[0\]: argument 'relation' must be one of"),
+         r":1: kwargs\[0\]: argument 'relation' must be one of"),
         ([_prompt_line(instruction_id_list=["length_constraints:number_words"],
                        kwargs=[{"num_words": 10}])],
-         r"line 1: kwargs\[0\]: 'length_constraints:number_words' needs argument 'relation'"),
-        ([_prompt_line(kwargs=[{}, {}])], r"line 1: 'kwargs' has 2 entries but 'instruction_id_list' has 1"),
-        (["[1, 2]"], r"line 1: expected a JSON object"),
+         r":1: kwargs\[0\]: 'length_constraints:number_words' needs argument 'relation'"),
+        ([_prompt_line(kwargs=[{}, {}])], r":1: 'kwargs' has 2 entries but 'instruction_id_list' has 1"),
+        (["[1, 2]"], r":1: expected a JSON object"),
         ([""], r"no prompts in the file"),
     ],
 )
@@ -179,11 +179,11 @@ def test_bad_prompt_files_exit_2(files, tmp_path, capsys, prompt_lines, message)
 @pytest.mark.parametrize(
     "response_lines,message",
     [
-        (["oops"], r"r.jsonl line 1: not valid JSON"),
-        ([json.dumps({"prompt": PROMPTS[0]["prompt"]})], r"r.jsonl line 1: missing field 'response'"),
-        ([json.dumps({"response": "hi"})], r"r.jsonl line 1: missing field 'prompt'"),
+        (["oops"], r"r.jsonl:1: bad JSON"),
+        ([json.dumps({"prompt": PROMPTS[0]["prompt"]})], r"r.jsonl:1: missing field 'response'"),
+        ([json.dumps({"response": "hi"})], r"r.jsonl:1: missing field 'prompt'"),
         ([json.dumps({"prompt": PROMPTS[0]["prompt"], "response": 5})],
-         r"line 1: field 'response' must be a string"),
+         r":1: field 'response' must be a string"),
         # only the first prompt answered: 1 of 2 missing, the first missing is key 2
         ([json.dumps(RESPONSES[0])],
          r"does not match the prompts: 1 of 2 prompts have no response .*first missing: key 2 "

@@ -17,6 +17,7 @@ import pathlib
 
 import numpy as np
 
+from synthflaw_jax import jsonl
 from synthflaw_jax.errors import SynthflawError
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -139,16 +140,8 @@ def _json_documents(path: pathlib.Path, raw: str) -> list[Document]:
         except json.JSONDecodeError as err:
             raise SynthflawError(f"{path}:{err.lineno}: bad JSON ({err.msg})") from None
         return [record_to_document(r, f"{path}: item {i}") for i, r in enumerate(records)]
-    docs = []
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SynthflawError(f"{path}:{lineno}: bad JSON ({err.msg})") from None
-        docs.append(record_to_document(record, f"{path}:{lineno}"))
-    return docs
+    return [record_to_document(record, f"{path}:{lineno}") for lineno, record in
+            jsonl.parse_objects(path, raw.splitlines())]
 
 
 def _text_documents(raw: str) -> list[Document]:

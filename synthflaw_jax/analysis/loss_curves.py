@@ -10,7 +10,6 @@ and so are lines without any loss field. Blank lines are skipped.
 """
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import re
@@ -19,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from synthflaw_jax import jsonl
 from synthflaw_jax.analysis import model_io, plots
 from synthflaw_jax.analysis.shift import log_softmax
 from synthflaw_jax.errors import SynthflawError
@@ -74,22 +74,10 @@ def stream_of(key: str) -> str | None:
 def read_metrics(path) -> dict[str, tuple[list[int], list[float]]]:
     """stream -> (steps, losses) from a run's metrics JSONL (format in the module docstring)."""
     path = pathlib.Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise SynthflawError(f"{path}: metrics file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SynthflawError(f"{path}: cannot read metrics file ({err})") from None
+    if not path.exists():
+        raise SynthflawError(f"{path}: metrics file not found")
     curves: dict[str, tuple[list[int], list[float]]] = {}
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SynthflawError(f"{path}:{lineno}: bad JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise SynthflawError(f"{path}:{lineno}: expected a JSON object")
+    for lineno, record in jsonl.iter_objects(path):
         losses = {stream_of(k): v for k, v in record.items() if k != "step" and stream_of(k)}
         if not losses:
             continue

@@ -48,12 +48,12 @@ def load_model(args: argparse.Namespace):
 def read_prompts(path) -> list[str]:
     """The `prompt` of each line of a JSONL file (file and line named on errors)."""
     from synthflaw_jax.errors import SynthflawError
-    from synthflaw_jax.eval.ifeval.io import iter_jsonl
+    from synthflaw_jax.jsonl import iter_objects
 
     prompts = []
-    for n, obj in iter_jsonl(path):
+    for n, obj in iter_objects(path):
         if not isinstance(obj.get("prompt"), str):
-            raise SynthflawError(f"{path} line {n}: field 'prompt' must be a string")
+            raise SynthflawError(f"{path}:{n}: field 'prompt' must be a string")
         prompts.append(obj["prompt"])
     if not prompts:
         raise SynthflawError(f"{path}: no prompts in the file")

@@ -25,7 +25,7 @@ import numpy as np
 
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.eval import loglik
-from synthflaw_jax.eval.ifeval.io import iter_jsonl
+from synthflaw_jax.jsonl import iter_objects
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +106,14 @@ def _load_json(path: pathlib.Path) -> list[Item]:
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise SynthflawError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+            raise SynthflawError(f"{path}:{err.lineno}: bad JSON ({err.msg})") from None
         items = []
         for i, obj in enumerate(rows):
             if not isinstance(obj, dict):
                 raise SynthflawError(f"{path} element {i}: expected a JSON object")
             items.append(_item_from_object(obj, f"{path} element {i}", subject))
         return items
-    return [_item_from_object(obj, f"{path} line {n}", subject) for n, obj in iter_jsonl(path)]
+    return [_item_from_object(obj, f"{path}:{n}", subject) for n, obj in iter_objects(path)]
 
 
 def _load_csv(path: pathlib.Path) -> list[Item]:
@@ -124,7 +124,7 @@ def _load_csv(path: pathlib.Path) -> list[Item]:
             for n, row in enumerate(csv.reader(f), start=1):
                 if not row or not any(c.strip() for c in row):
                     continue
-                where = f"{path} line {n}"
+                where = f"{path}:{n}"
                 if n == 1 and row[-1].strip().lower() == "answer":
                     continue  # a header row
                 if len(row) < 4:

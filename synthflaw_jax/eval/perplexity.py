@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.eval import loglik
-from synthflaw_jax.eval.ifeval.io import iter_jsonl
+from synthflaw_jax.jsonl import iter_objects
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ def load_documents(path) -> list[str]:
         raise SynthflawError(f"{path}: no such file")
     if path.suffix in (".jsonl", ".json"):
         docs = []
-        for n, obj in iter_jsonl(path):
+        for n, obj in iter_objects(path):
             text = obj.get("text")
             if not isinstance(text, str):
-                raise SynthflawError(f"{path} line {n}: field 'text' must be a string")
+                raise SynthflawError(f"{path}:{n}: field 'text' must be a string")
             if text.strip():
                 docs.append(text)
     elif path.suffix in (".txt", ".md", ""):

@@ -95,7 +95,7 @@ def load_config(path) -> tuple[list[Task], dict[str, Any]]:
         except (OSError, UnicodeDecodeError) as err:
             raise SynthflawError(f"{path}: cannot read ({err})") from None
         except json.JSONDecodeError as err:
-            raise SynthflawError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+            raise SynthflawError(f"{path}:{err.lineno}: bad JSON ({err.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         raise SynthflawError(f"{path}: expected an object with a 'tasks' list")
     unknown = set(data) - {"tasks", "batch_size", "seed"}

@@ -12,8 +12,9 @@ import logging
 import os
 import pathlib
 import uuid
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
+from synthflaw_jax import jsonl
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.eval.ifeval.registry import InstructionArgsError, validate
 from synthflaw_jax.eval.ifeval.scoring import PromptRecord
@@ -29,43 +30,13 @@ def default_prompts_path() -> pathlib.Path:
     return pathlib.Path(str(res))
 
 
-def _read_lines(path: PathLike) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        raise SynthflawError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise SynthflawError(f"{path}: is a directory, expected a JSONL file") from None
-    except UnicodeDecodeError as err:
-        raise SynthflawError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise SynthflawError(f"{path}: cannot read ({err.strerror or err})") from None
-
-
-def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; each line must be a JSON object."""
-    for n, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SynthflawError(f"{path} line {n}: not valid JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise SynthflawError(
-                f"{path} line {n}: expected a JSON object, got {type(obj).__name__}"
-            )
-        yield n, obj
-
-
 def _field(path: PathLike, n: int, obj: dict[str, Any], name: str, types: tuple, what: str):
     if name not in obj:
-        raise SynthflawError(f"{path} line {n}: missing field '{name}'")
+        raise SynthflawError(f"{path}:{n}: missing field '{name}'")
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, types):
         raise SynthflawError(
-            f"{path} line {n}: field '{name}' must be {what}, got {type(value).__name__}"
+            f"{path}:{n}: field '{name}' must be {what}, got {type(value).__name__}"
         )
     return value
 
@@ -73,28 +44,28 @@ def _field(path: PathLike, n: int, obj: dict[str, Any], name: str, types: tuple,
 def load_prompts(path: PathLike) -> list[PromptRecord]:
     """Read and validate an IFEval prompt file (ids known, kwargs fitting each instruction)."""
     records = []
-    for n, obj in iter_jsonl(path):
+    for n, obj in jsonl.iter_objects(path):
         key = _field(path, n, obj, "key", (int, str), "an integer or a string")
         prompt = _field(path, n, obj, "prompt", (str,), "a string")
         ids = _field(path, n, obj, "instruction_id_list", (list,), "a list of instruction ids")
         kwargs = _field(path, n, obj, "kwargs", (list,), "a list of objects")
         if not ids:
-            raise SynthflawError(f"{path} line {n}: field 'instruction_id_list' is empty")
+            raise SynthflawError(f"{path}:{n}: field 'instruction_id_list' is empty")
         if len(kwargs) != len(ids):
             raise SynthflawError(
-                f"{path} line {n}: 'kwargs' has {len(kwargs)} entries but "
+                f"{path}:{n}: 'kwargs' has {len(kwargs)} entries but "
                 f"'instruction_id_list' has {len(ids)}"
             )
         args = []
         for i, (iid, kw) in enumerate(zip(ids, kwargs)):
             if not isinstance(iid, str):
                 raise SynthflawError(
-                    f"{path} line {n}: instruction_id_list[{i}] must be a string, got {iid!r}"
+                    f"{path}:{n}: instruction_id_list[{i}] must be a string, got {iid!r}"
                 )
             try:
                 args.append(validate(iid, kw, prompt))
             except InstructionArgsError as err:
-                raise SynthflawError(f"{path} line {n}: kwargs[{i}]: {err}") from None
+                raise SynthflawError(f"{path}:{n}: kwargs[{i}]: {err}") from None
         records.append(PromptRecord(key, prompt, tuple(ids), tuple(args), line=n))
     if not records:
         raise SynthflawError(f"{path}: no prompts in the file")
@@ -104,16 +75,16 @@ def load_prompts(path: PathLike) -> list[PromptRecord]:
 def load_responses(path: PathLike) -> dict[str, str]:
     """prompt -> response from a response file (a null response counts as empty)."""
     responses: dict[str, str] = {}
-    for n, obj in iter_jsonl(path):
+    for n, obj in jsonl.iter_objects(path):
         prompt = _field(path, n, obj, "prompt", (str,), "a string")
         if "response" not in obj:
-            raise SynthflawError(f"{path} line {n}: missing field 'response'")
+            raise SynthflawError(f"{path}:{n}: missing field 'response'")
         response = obj["response"]
         if response is None:
             response = ""
         if not isinstance(response, str):
             raise SynthflawError(
-                f"{path} line {n}: field 'response' must be a string, "
+                f"{path}:{n}: field 'response' must be a string, "
                 f"got {type(response).__name__}"
             )
         if prompt in responses and responses[prompt] != response:
