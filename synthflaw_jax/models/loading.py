@@ -33,30 +33,32 @@ class LoadedModel:
     def _apply(self):
         model = llama.CausalLM(self.config, self.mesh)
 
-        @jax.jit
-        def apply(params, input_ids, positions, segment_ids):
+        # one output per compiled program, so XLA drops the unused head (hidden states skip the
+        # [tokens, vocab] matmul)
+        @functools.partial(jax.jit, static_argnums=0)
+        def apply(output, params, input_ids, positions, segment_ids):
             logits, hidden, _ = model.apply({"params": params}, input_ids, positions, segment_ids)
-            return logits, hidden.astype(jnp.float32)
+            return logits if output == "logits" else hidden.astype(jnp.float32)
 
         return apply
 
-    def _run(self, input_ids, attention_mask):
+    def _run(self, output: str, input_ids, attention_mask):
         input_ids = jnp.asarray(input_ids, jnp.int32)
         if input_ids.ndim != 2:
             raise SynthflawError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
         if int(jnp.max(input_ids, initial=0)) >= self.config.vocab_size or int(jnp.min(input_ids, initial=0)) < 0:
             raise SynthflawError(f"input_ids contain ids outside the vocabulary [0, {self.config.vocab_size})")
         positions, segment_ids = positions_from_mask(input_ids, attention_mask)
-        return self._apply(self.params, input_ids, positions, segment_ids)
+        return self._apply(output, self.params, input_ids, positions, segment_ids)
 
     def logits(self, input_ids, attention_mask=None) -> jax.Array:
         """float32 logits [batch, seq, vocab]; `attention_mask` (1 = token, 0 = padding, left or
         right) sets positions and keeps padding out of attention."""
-        return self._run(input_ids, attention_mask)[0]
+        return self._run("logits", input_ids, attention_mask)
 
     def hidden_states(self, input_ids, attention_mask=None) -> jax.Array:
         """float32 final (normed) hidden states [batch, seq, hidden]."""
-        return self._run(input_ids, attention_mask)[1]
+        return self._run("hidden", input_ids, attention_mask)
 
     def generate(self, prompts: list[str], max_new_tokens: int = 256, **sampling) -> list[str]:
         """One completion per prompt (greedy by default) with the KV-cache decoder; `sampling`
