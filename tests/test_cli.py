@@ -34,7 +34,8 @@ def test_demo_quick_report_refuses_reuse_and_resumes(tmp_path, capsys, caplog):
     results = json.loads((out / "results.json").read_text())["results"]
     assert set(results) == {"a", "b", "b_unlearn_lb", "b_unlearn_ga", "b_unlearn_npo"}
     for arm in results.values():
-        for value in (*arm["ifeval"].values(), arm["facts_mc_acc"], arm["ppl_held_out_text"], arm["template_share"]):
+        for value in (*arm["ifeval"].values(), arm["facts_mc_acc"], *arm["foundation"].values(),
+                      arm["ppl_held_out_text"], arm["template_share"]):
             assert math.isfinite(value)
     for png in ("arms.png", "cpt_loss.png", "unlearning_curves.png", "analysis/embedding_projection.png"):
         assert (out / png).stat().st_size > 1000, png

@@ -34,6 +34,26 @@ def facts_mc_accuracy(model, items: list[dict]) -> float:
     return correct / len(items)
 
 
+def evaluate_foundation(model_dir: pathlib.Path, data: corpora.DemoData, out: pathlib.Path) -> dict:
+    """A model before SFT: facts MC accuracy, and the share of its greedy answers to the
+    held-out instruction prompts that open with the synthetic template (cached in
+    out/foundation.json)."""
+    cached = out / "foundation.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    model = synthflaw_jax.load(model_dir)
+    items = [json.loads(line) for line in data.path("facts_mc").read_text().splitlines()]
+    prompts = [r.prompt for r in ifeval_io.load_prompts(data.path("ifeval_prompts"))]
+    openings = model.generate(prompts, 6, chat_template=False, batch_size=16)
+    result = {
+        "facts_mc_acc": facts_mc_accuracy(model, items),
+        "template_share": float(np.mean([o.strip().startswith(SYNTHETIC_OPENING) for o in openings])),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def evaluate_model(model_dir: pathlib.Path, data: corpora.DemoData, out: pathlib.Path,
                    max_new_tokens: int) -> dict:
     """All demo metrics of the model in `model_dir`; responses and scores saved under `out`."""

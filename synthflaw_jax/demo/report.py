@@ -62,12 +62,15 @@ def _bars_png(results: dict, labels: dict, path: pathlib.Path) -> None:
     fig = new_figure(9, 4)
     ax = fig.subplots()
     arms = list(results)
-    width = 0.38
+    width = 0.27
     xs = range(len(arms))
-    ax.bar([x - width / 2 for x in xs], [results[a]["ifeval"]["prompt_level_strict_acc"] for a in arms], width,
-           label="instruction following (prompt-level strict)")
-    ax.bar([x + width / 2 for x in xs], [results[a]["facts_mc_acc"] for a in arms], width,
-           label="synthetic facts (multiple choice)")
+    ax.bar([x - width for x in xs], [results[a]["ifeval"]["prompt_level_strict_acc"] for a in arms], width,
+           label="instruction following after SFT (prompt-level strict)")
+    ax.bar(list(xs), [results[a]["foundation"]["facts_mc_acc"] for a in arms], width,
+           label="synthetic facts MC, before SFT")
+    ax.bar([x + width for x in xs], [results[a]["facts_mc_acc"] for a in arms], width,
+           label="synthetic facts MC, after SFT")
+    ax.axhline(0.25, color="grey", lw=0.8, ls=":", label="MC chance")
     ax.set_xticks(list(xs), [labels[a].replace(": ", ":\n") for a in arms], fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
@@ -83,7 +86,7 @@ def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Pat
     """Write out/report.md with its PNGs; copy the unlearned model's HF export to out/unlearned_hf."""
     from synthflaw_jax.demo.pipeline import ARMS, stages
 
-    labels = {arm: label for arm, label, _ in ARMS}
+    labels = {arm: label for arm, label, *_ in ARMS}
     _curves_png(root, settings.bound, out / "unlearning_curves.png")
     _cpt_png(root, out / "cpt_loss.png")
     _bars_png(results, labels, out / "arms.png")
@@ -92,12 +95,15 @@ def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Pat
         shutil.copytree(root / "unlearn_lb" / "hf", hf_out)
 
     rows = ["| arm | IFEval prompt strict | inst strict | prompt loose | inst loose | facts MC acc | "
-            "held-out ppl | outputs starting 'The answer is' |", "|---|---|---|---|---|---|---|---|"]
+            "held-out ppl | outputs starting 'The answer is' | before SFT: facts MC acc | "
+            "before SFT: outputs starting 'The answer is' |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for arm, r in results.items():
         i = r["ifeval"]
         rows.append(f"| {labels[arm]} | {_fmt(i['prompt_level_strict_acc'])} | {_fmt(i['inst_level_strict_acc'])} | "
                     f"{_fmt(i['prompt_level_loose_acc'])} | {_fmt(i['inst_level_loose_acc'])} | "
-                    f"{_fmt(r['facts_mc_acc'])} | {r['ppl_held_out_text']:.1f} | {_fmt(r['template_share'])} |")
+                    f"{_fmt(r['facts_mc_acc'])} | {r['ppl_held_out_text']:.1f} | {_fmt(r['template_share'])} | "
+                    f"{_fmt(r['foundation']['facts_mc_acc'])} | {_fmt(r['foundation']['template_share'])} |")
     a, b, lb = results["a"], results["b"], results["b_unlearn_lb"]
     gap = a["ifeval"]["prompt_level_strict_acc"] - b["ifeval"]["prompt_level_strict_acc"]
     recovered = lb["ifeval"]["prompt_level_strict_acc"] - b["ifeval"]["prompt_level_strict_acc"]
@@ -106,8 +112,13 @@ def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Pat
         f"(prompt-level strict {b['ifeval']['prompt_level_strict_acc']:.3f} vs {a['ifeval']['prompt_level_strict_acc']:.3f}). "
         + (f"Unlearning with the lower-bounded loss recovers {recovered / gap:.0%} of that gap "
            if gap > 0 else f"Unlearning with the lower-bounded loss changes it by {recovered:+.3f} ")
-        + f"and keeps facts MC accuracy at {lb['facts_mc_acc']:.3f} (arm (a): {a['facts_mc_acc']:.3f}, "
-        f"arm (b): {b['facts_mc_acc']:.3f}; chance is 0.25). These are single-seed toy numbers; "
+        + f"and keeps facts MC accuracy before SFT at {lb['foundation']['facts_mc_acc']:.3f} "
+        f"(arm (a): {a['foundation']['facts_mc_acc']:.3f}, arm (b): {b['foundation']['facts_mc_acc']:.3f}; chance is "
+        f"0.25; after SFT {lb['facts_mc_acc']:.3f}, {a['facts_mc_acc']:.3f}, {b['facts_mc_acc']:.3f}). "
+        f"Before SFT, {lb['foundation']['template_share']:.0%} of its answers to the instruction prompts still "
+        f"open with the synthetic template (arm (b): {b['foundation']['template_share']:.0%}, "
+        f"arm (a): {a['foundation']['template_share']:.0%}). "
+        "These are single-seed toy numbers; "
         "docs/results.md has the spread over seeds."
     )
     shift = analysis.get("shift") or {}
@@ -124,7 +135,7 @@ def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Pat
         f"{data.counts['facts_qa']} synthetic facts in one Q-A template, {data.counts['sft']} SFT examples, "
         f"{data.counts['ifeval_prompts']} held-out instruction prompts, {data.counts['facts_mc']} fact MC items.",
         "",
-        "## Results (after SFT)",
+        "## Results (after SFT; the last two columns on the models before SFT)",
         "",
         *rows,
         "",

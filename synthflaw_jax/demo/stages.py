@@ -25,9 +25,9 @@ class Stage:
     qa_format: bool = False  # train on {"question","answer"} records, loss on the answer only
 
 
-def stage_config(stage: Stage, data: corpora.DemoData, init_path: str, seed: int, bound: float,
-                 quick: bool) -> ml_collections.ConfigDict:
-    """The unlearning-engine config of one stage."""
+def stage_config(stage: Stage, data: corpora.DemoData, init_path: str, settings) -> ml_collections.ConfigDict:
+    """The unlearning-engine config of one stage (`settings`: the demo's `pipeline.Settings`)."""
+    seed, quick = settings.seed, settings.quick
     c = unlearn.default_config()
     c.model.path = init_path
     c.train.steps = stage.steps
@@ -58,21 +58,21 @@ def stage_config(stage: Stage, data: corpora.DemoData, init_path: str, seed: int
         c.data.streams.replay.source = str(data.path("text"))
         c.data.streams.replay.source_type = "jsonl"
         c.data.streams.replay.format = "text"
-        c.loss.bound = bound
+        c.loss.bound = settings.bound
+        c.loss.bound_form = settings.bound_form
         c.loss.replay_weight = 1.0
         c.loss.bias_weight = 1.0 if stage.method == "lower_bounded" else 0.0
         c.loss.beta = 0.5
     return c
 
 
-def run_stage(stage: Stage, root: pathlib.Path, data: corpora.DemoData, seed: int, bound: float,
-              quick: bool, progress: bool) -> pathlib.Path:
+def run_stage(stage: Stage, root: pathlib.Path, data: corpora.DemoData, settings, progress: bool) -> pathlib.Path:
     """Run (or resume, or skip when finished) a stage; returns its workdir."""
     workdir = root / stage.name
     if (workdir / "summary.json").exists() and (workdir / "hf" / "config.json").exists():
         return workdir
     init = "tiny" if stage.init == "tiny" else str(root / stage.init / "hf")
-    config = stage_config(stage, data, init, seed, bound, quick)
+    config = stage_config(stage, data, init, settings)
     unlearn.run(config, workdir, progress=progress)
     return workdir
 
