@@ -10,7 +10,8 @@ import functools
 import pathlib
 from typing import Callable, NamedTuple
 
-from synthflaw_jax.commands.generate import add_placement_arguments, load_model
+from synthflaw_jax.commands.generate import (add_generation_arguments, add_placement_arguments,
+                                              generation_kwargs, load_model)
 
 HELP = ("Evaluate a model or its outputs: ifeval (instruction following), mc (multiple choice), "
         "ppl (perplexity), suite (several tasks on several models, side by side).")
@@ -52,16 +53,7 @@ def _add_ifeval_arguments(p: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="write into --out even if it is not empty"
     )
     gen = p.add_argument_group("generation (with --model)")
-    gen.add_argument("--max-new-tokens", type=int, default=1280, help="default: 1280")
-    gen.add_argument(
-        "--temperature", type=float, default=0.0, help="0 means greedy (default: 0)"
-    )
-    gen.add_argument("--batch-size", type=int, default=8, help="default: 8")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    gen.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
-    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    gen.add_argument("--no-chat-template", action="store_true",
-                     help="feed prompts as plain text even when the tokenizer has a chat template")
+    add_generation_arguments(gen, max_new_tokens=1280)
     add_placement_arguments(gen)
 
 
@@ -77,12 +69,7 @@ def _run_ifeval(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         gen_kwargs={
             "max_new_tokens": args.max_new_tokens,
-            "temperature": args.temperature,
-            "batch_size": args.batch_size,
-            "seed": args.seed,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-            "chat_template": not args.no_chat_template,
+            **generation_kwargs(args),
             "mesh": parse_mesh(args.mesh),
             "dtype": args.dtype,
         },

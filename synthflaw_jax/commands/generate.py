@@ -18,7 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--prompts", metavar="FILE", help="JSONL with a 'prompt' string on each line")
     parser.add_argument("--out", metavar="FILE", help="write {prompt, response} JSONL here instead of stdout")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="default: 256")
+    add_generation_arguments(parser, max_new_tokens=256)
+    add_placement_arguments(parser)
+
+
+def add_generation_arguments(parser, max_new_tokens: int) -> None:
+    """--max-new-tokens, sampling (--temperature/--top-k/--top-p/--seed), --batch-size and
+    --no-chat-template; `generation_kwargs` turns them into `LoadedModel.generate` options."""
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"default: {max_new_tokens}")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default: 0)")
     parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
@@ -26,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="prompts decoded together (default: 8)")
     parser.add_argument("--no-chat-template", action="store_true",
                         help="feed prompts as plain text even when the tokenizer has a chat template")
-    add_placement_arguments(parser)
+
+
+def generation_kwargs(args: argparse.Namespace) -> dict:
+    """The sampling options of `add_generation_arguments` (all but --max-new-tokens)."""
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                batch_size=args.batch_size, chat_template=not args.no_chat_template)
 
 
 def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise SynthflawError(f"--out {out}: file exists (pass --overwrite to replace it)")
     if out is not None and out.is_dir():
         raise SynthflawError(f"--out {out}: is a directory, expected a file")
-    responses = load_model(args).generate(
-        prompts, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        seed=args.seed, batch_size=args.batch_size, chat_template=not args.no_chat_template,
-    )
+    responses = load_model(args).generate(prompts, args.max_new_tokens, **generation_kwargs(args))
     records = [{"prompt": p, "response": r} for p, r in zip(prompts, responses)]
     if out is None:
         for r in records:
