@@ -5,11 +5,7 @@ import pytest
 
 from synthflaw_jax.analysis.corpus import load_corpus, sample_indices
 from synthflaw_jax.errors import SynthflawError
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
+from tests.helpers import write_jsonl
 
 
 def test_record_shapes(tmp_path):

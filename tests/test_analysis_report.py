@@ -12,6 +12,7 @@ from synthflaw_jax import cli
 from synthflaw_jax.analysis import report
 from synthflaw_jax.commands import analyze as analyze_cmd
 from tests.test_analysis_fakes import FakeModel, make_tokenizer
+from tests.helpers import write_jsonl
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STDLIB = ("json os re collections itertools functools pathlib argparse logging subprocess shutil tempfile "
@@ -40,11 +41,6 @@ def stdlib_docstrings(n=60):
                 break
     assert len(docs) >= n
     return docs[:n]
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def run_cli(argv, monkeypatch):

@@ -1,5 +1,4 @@
 """Sources: JSONL file/glob/dir, errors with file:line, skip-and-count, TOFU files, TFDS round trip."""
-import json
 import sys
 
 import pytest
@@ -7,17 +6,13 @@ import pytest
 from synthflaw_jax.data import formats
 from synthflaw_jax.data.sources import JsonlSource, ListSource, TfdsSource, open_source
 from synthflaw_jax.errors import SynthflawError
+from tests.helpers import write_jsonl
 
 QA = formats.FormatSpec(format="qa")
 
 
 def qa_check(record):
     return formats.validate(record, QA)
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def strip(record):

@@ -9,8 +9,8 @@ import synthflaw_jax
 from synthflaw_jax.commands import eval as eval_cmd
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.eval import multiple_choice as mc
-from synthflaw_jax import cli
 from tests.test_generate import make_tiny_model_dir
+from tests.helpers import run_eval_cli as run_cli, write_jsonl
 
 ITEMS = [
     {"subject": "geo", "question": "Where is the Eiffel Tower?", "choices": ["Berlin", "Paris", "Rome"], "answer": 1},
@@ -19,16 +19,6 @@ ITEMS = [
     {"subject": "math", "question": "What is 2 + 2?", "choices": ["3", "4", "22", "5"], "answer": "B"},
     {"subject": "math", "question": "Which is prime?", "choices": ["9", "15", "7"], "answer": 2},
 ]
-
-
-def run_cli(argv):
-    """`synthflaw eval ARGV` through the real entry point (SynthflawError -> exit 2)."""
-    return cli.main(["eval", *argv])
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture(scope="module")

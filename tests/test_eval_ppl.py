@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from synthflaw_jax import cli
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.eval import perplexity
 from tests.test_generate import make_tiny_model_dir
+from tests.helpers import run_eval_cli as run_cli
 
 TEXT = ("The river starts high in the hills, where snow melts in the spring and runs down through "
         "the rocks. By the time it reaches the town it is wide and slow.")
@@ -48,10 +48,6 @@ def reference_nll(hf, ids, max_length, stride):
         if end == len(ids):
             break
     return total, count
-
-
-def run_cli(argv):
-    return cli.main(["eval", *argv])
 
 
 def test_whole_text_in_one_window(tiny, tmp_path):

@@ -6,10 +6,10 @@ import shutil
 import pytest
 
 import synthflaw_jax
-from synthflaw_jax import cli
 from synthflaw_jax.eval import multiple_choice as mc
 from synthflaw_jax.eval import suite
 from tests.test_generate import make_tiny_model_dir
+from tests.helpers import run_eval_cli as run_cli, write_jsonl
 
 PROMPTS = [
     {"key": 1, "prompt": "Write a slogan. Wrap it in double quotes.",
@@ -21,15 +21,6 @@ MC_ITEMS = [
     {"question": "Which is a colour?", "choices": ["dog", "red", "run"], "answer": "red"},
     {"question": "Which is a fruit?", "choices": ["apple", "chair"], "answer": "A"},
 ]
-
-
-def run_cli(argv):
-    return cli.main(["eval", *argv])
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture(scope="module")

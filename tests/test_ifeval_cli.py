@@ -1,32 +1,12 @@
 """`synthflaw eval ifeval`: outputs, --out handling, and every bad-input case (exit 2)."""
-import argparse
 import json
 import re
-import sys
 
 import pytest
 
-from synthflaw_jax import cli
-from synthflaw_jax.commands import eval as eval_cmd
-from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.eval import ifeval
 from synthflaw_jax.eval.ifeval import INSTRUCTION_IDS, default_prompts_path, load_prompts
-
-
-def run_cli(argv):
-    """`synthflaw eval ...` as cli.py runs it: SynthflawError -> message on stderr, exit 2."""
-    if "eval" in cli.COMMANDS:
-        return cli.main(["eval", *argv])
-    parser = argparse.ArgumentParser(prog="synthflaw")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("eval")
-    eval_cmd.add_arguments(p)
-    args = parser.parse_args(["eval", *argv])
-    try:
-        return eval_cmd.run(args)
-    except SynthflawError as err:
-        print(f"synthflaw eval: error: {err}", file=sys.stderr)
-        return 2
+from tests.helpers import run_eval_cli as run_cli, write_jsonl
 
 
 PROMPTS = [
@@ -42,16 +22,10 @@ RESPONSES = [
 ]
 
 
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
 @pytest.fixture
 def files(tmp_path):
-    return write_jsonl(tmp_path / "prompts.jsonl", PROMPTS), write_jsonl(
-        tmp_path / "responses.jsonl", RESPONSES
-    )
+    return (str(write_jsonl(tmp_path / "prompts.jsonl", PROMPTS)),
+            str(write_jsonl(tmp_path / "responses.jsonl", RESPONSES)))
 
 
 def test_scores_and_writes_outputs(files, tmp_path, capsys):
@@ -94,9 +68,7 @@ def test_out_must_be_empty_unless_overwrite(files, tmp_path, capsys):
 
 def test_empty_response_is_a_failure_not_an_error(files, tmp_path):
     prompts, _ = files
-    responses = write_jsonl(
-        tmp_path / "r.jsonl", [{"prompt": p["prompt"], "response": ""} for p in PROMPTS]
-    )
+    responses = str(write_jsonl(tmp_path / "r.jsonl", [{"prompt": p["prompt"], "response": ""} for p in PROMPTS]))
     out = tmp_path / "out"
     assert run_cli(["ifeval", "--prompts", prompts, "--responses", responses, "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -226,7 +198,7 @@ def test_default_prompt_set_parses_and_covers_all_25_types(tmp_path):
     assert len({r.key for r in records}) == len(records)
     assert len({r.prompt for r in records}) == len(records)
     # --prompts defaults to the shipped set: answer it with empty responses
-    responses = write_jsonl(tmp_path / "r.jsonl", [{"prompt": r.prompt, "response": ""} for r in records])
+    responses = str(write_jsonl(tmp_path / "r.jsonl", [{"prompt": r.prompt, "response": ""} for r in records]))
     assert run_cli(["ifeval", "--responses", responses, "--out", str(tmp_path / "o")]) == 0
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["counts"]["prompts"] == len(records)
