@@ -16,8 +16,9 @@ from synthflaw_jax.eval.ifeval import scoring
 SYNTHETIC_OPENING = "The answer is"
 
 
-def facts_mc_accuracy(model, items: list[dict]) -> float:
-    """Share of facts whose true value has the highest log-likelihood after "The X of Y is"."""
+def facts_mc_accuracy(model, data: corpora.DemoData) -> float:
+    """Share of the demo's facts whose true value has the highest log-likelihood after "The X of Y is"."""
+    items = [json.loads(line) for line in data.path("facts_mc").read_text().splitlines()]
     tok = model.tokenizer
     requests, sizes = [], []
     for item in items:
@@ -42,11 +43,10 @@ def evaluate_foundation(model_dir: pathlib.Path, data: corpora.DemoData, out: pa
     if cached.exists():
         return json.loads(cached.read_text())
     model = synthflaw_jax.load(model_dir)
-    items = [json.loads(line) for line in data.path("facts_mc").read_text().splitlines()]
     prompts = [r.prompt for r in ifeval_io.load_prompts(data.path("ifeval_prompts"))]
     openings = model.generate(prompts, 6, chat_template=False, batch_size=16)
     result = {
-        "facts_mc_acc": facts_mc_accuracy(model, items),
+        "facts_mc_acc": facts_mc_accuracy(model, data),
         "template_share": float(np.mean([o.strip().startswith(SYNTHETIC_OPENING) for o in openings])),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -67,13 +67,12 @@ def evaluate_model(model_dir: pathlib.Path, data: corpora.DemoData, out: pathlib
     responses = [r.strip() for r in responses]
     results = scoring.score(records, responses)
     metrics = scoring.compute_metrics(results)
-    mc_items = [json.loads(line) for line in data.path("facts_mc").read_text().splitlines()]
     held_out = [json.loads(line)["text"] for line in data.path("held_out_text").read_text().splitlines()]
     summary = {
         "ifeval": {k: metrics[k] for k in ("prompt_level_strict_acc", "inst_level_strict_acc",
                                            "prompt_level_loose_acc", "inst_level_loose_acc")},
         "ifeval_per_instruction": metrics["per_instruction"],
-        "facts_mc_acc": facts_mc_accuracy(model, mc_items),
+        "facts_mc_acc": facts_mc_accuracy(model, data),
         "ppl_held_out_text": perplexity.evaluate(model, held_out, max_length=128, batch_size=16)["ppl"],
         "template_share": float(np.mean([r.startswith(SYNTHETIC_OPENING) for r in responses])),
     }
