@@ -254,8 +254,10 @@ class _RunFiles:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> RunResult:
-    """Run (or resume) unlearning as configured; returns what was produced."""
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True,
+        label: str = "unlearn") -> RunResult:
+    """Run (or resume) unlearning as configured; returns what was produced. `label` names
+    the progress bar."""
     from tqdm.auto import tqdm
 
     runtime.initialize(config)  # joins the other hosts first: before anything touches a device
@@ -296,7 +298,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     step_fn = train.make_train_step(model_cfg, config.loss, tx, schedule, mesh, shardings,
                                     int(config.train.grad_accum), _max_segments(config))
     start = int(jax.device_get(state.step))
-    bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not (progress and main))
+    bar = tqdm(total=total_steps, initial=start, desc=label, unit="step", disable=not (progress and main))
     files = _RunFiles(workdir) if main else None
     metrics_log = MetricsLog(files.dir / "metrics.jsonl" if main else None, config.train.log_every, bar,
                              files.dir / "tensorboard" if main else None)

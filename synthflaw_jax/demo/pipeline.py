@@ -12,10 +12,9 @@ import dataclasses
 import json
 import logging
 import pathlib
-import time
 
-from synthflaw_jax.demo import corpora, evaluate, report
-from synthflaw_jax.demo.stages import Stage, run_stage
+from synthflaw_jax.demo import corpora, evaluate, progress, report
+from synthflaw_jax.demo.stages import Stage, is_done, run_stage
 from synthflaw_jax.errors import SynthflawError
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ class Settings:
     qa_repeats: int = 24
     n_sft: int = 3000
     eval_per_kind: int = 32  # held-out IFEval prompts per instruction kind (8 kinds)
+    dev_per_kind: int = 8  # development prompts per kind (other topics): for choices, never the evaluation
     max_new_tokens: int = 48
     base_steps: int = 250
     cpt_steps: int = 300
@@ -51,13 +51,18 @@ class Settings:
     # arm (b)'s CPT; the hinge form because under AdamW the smooth form's fading gradient
     # still carries the NLL far past lambda (5.0 vs 2.6 nats after 150 steps, seed 0)
     bound: float = 1.5
-    bound_form: str = "hinge"
+    # unlikelihood forms: a target token stops being pushed down once its probability is
+    # below tau
+    tau: float = 0.3
+    methods: tuple = ("ul_pattern", "ul_all", "hinge", "smooth", "ga", "npo", "simnpo")
 
     @classmethod
     def make(cls, seed: int = 0, quick: bool = False, **overrides) -> "Settings":
         """The full demo, or with `quick` the CI smoke test (fewer facts, examples, prompts)."""
         if quick:
-            overrides = dict(dict(n_facts=40, n_sft=400, eval_per_kind=2, max_new_tokens=24), **overrides)
+            # two methods only: the smoke test checks the machinery, not the comparison
+            overrides = dict(dict(n_facts=40, n_sft=400, eval_per_kind=2, dev_per_kind=1, max_new_tokens=24,
+                                  methods=("ul_pattern", "hinge")), **overrides)
         return cls(seed=seed, quick=quick, **overrides)
 
     @property
@@ -69,33 +74,59 @@ class Settings:
         return max(int(full * self.scale), 3)
 
 
-# (name, arm label in the report, SFT'd model stage, foundation (before SFT) model stage)
-ARMS = (
-    ("a", "(a) non-synthetic CPT", "sft_a", "cpt_a"),
-    ("b", "(b) + synthetic Q-A CPT", "sft_b", "cpt_b"),
-    ("b_unlearn_lb", "(b) unlearned: lower-bounded + replay + bias", "sft_unlearn_lb", "unlearn_lb"),
-    ("b_unlearn_ga", "(b) unlearned: GA", "sft_unlearn_ga", "unlearn_ga"),
-    ("b_unlearn_npo", "(b) unlearned: NPO", "sft_unlearn_npo", "unlearn_npo"),
-)
+# The unlearning methods the demo can run on arm (b), as `loss` config values. The
+# lower-bounded forms carry replay and the bias term (the paper's method); the baselines
+# are the unlearning literature's.
+METHODS = {
+    "ul_pattern": (("method", "lower_bounded"), ("bound_form", "unlikelihood"), ("forget_scope", "pattern"),
+                   ("bias_weight", 1.0)),
+    "ul_all": (("method", "lower_bounded"), ("bound_form", "unlikelihood"), ("forget_scope", "all"),
+               ("bias_weight", 1.0)),
+    "hinge": (("method", "lower_bounded"), ("bound_form", "hinge"), ("bias_weight", 1.0)),
+    "smooth": (("method", "lower_bounded"), ("bound_form", "smooth"), ("bias_weight", 1.0)),
+    "ga": (("method", "ga"),),
+    "npo": (("method", "npo"),),
+    "simnpo": (("method", "simnpo"),),
+}
+METHOD_LABELS = {
+    "ul_pattern": "unlikelihood on the pattern + replay + bias",
+    "ul_all": "unlikelihood on all answer tokens + replay + bias",
+    "hinge": "lower-bounded NLL (hinge) + replay + bias",
+    "smooth": "lower-bounded NLL (smooth) + replay + bias",
+    "ga": "gradient ascent",
+    "npo": "NPO",
+    "simnpo": "SimNPO",
+}
+BASE_ARMS = {"a": "(a) text only", "b": "(b) text + uniform Q-A", "c": "(c) text + diverse Q-A"}
+
+
+def arm_labels(settings: Settings) -> dict[str, str]:
+    """Arm key -> label, in report order: "a", "b", "c", then "b_unlearn_<method>"."""
+    labels = dict(BASE_ARMS)
+    labels.update({f"b_unlearn_{m}": f"(b) unlearned: {METHOD_LABELS[m]}" for m in settings.methods})
+    return labels
+
+
+def arm_stages(arm: str) -> tuple[str, str]:
+    """(the arm's model after SFT, its model before SFT) as stage names."""
+    if arm in BASE_ARMS:
+        return f"sft_{arm}", f"cpt_{arm}"
+    method = arm.removeprefix("b_unlearn_")
+    return f"sft_unlearn_{method}", f"unlearn_{method}"
 
 
 def stages(s: Settings) -> list[Stage]:
     """The training stages in order."""
     sft = dict(method="lm", data="sft", steps=s.steps(s.sft_steps), learning_rate=s.sft_lr, qa_format=True)
     unlearn = dict(data="facts_qa", steps=s.steps(s.unlearn_steps), learning_rate=s.unlearn_lr)
-    return [
-        Stage("base", "tiny", "lm", "text", s.steps(s.base_steps), 2e-3),
-        Stage("cpt_a", "base", "lm", "cpt_a", s.steps(s.cpt_steps), s.cpt_lr),
-        Stage("cpt_b", "base", "lm", "cpt_b", s.steps(s.cpt_steps), s.cpt_lr),
-        Stage("sft_a", "cpt_a", **sft),
-        Stage("sft_b", "cpt_b", **sft),
-        Stage("unlearn_lb", "cpt_b", "lower_bounded", **unlearn),
-        Stage("unlearn_ga", "cpt_b", "ga", **unlearn),
-        Stage("unlearn_npo", "cpt_b", "npo", **unlearn),
-        Stage("sft_unlearn_lb", "unlearn_lb", **sft),
-        Stage("sft_unlearn_ga", "unlearn_ga", **sft),
-        Stage("sft_unlearn_npo", "unlearn_npo", **sft),
-    ]
+    out = [Stage("base", "tiny", "lm", "text", s.steps(s.base_steps), 2e-3)]
+    out += [Stage(f"cpt_{arm}", "base", "lm", f"cpt_{arm}", s.steps(s.cpt_steps), s.cpt_lr) for arm in BASE_ARMS]
+    out += [Stage(f"sft_{arm}", f"cpt_{arm}", **sft) for arm in BASE_ARMS]
+    for m in s.methods:
+        loss = METHODS[m] + ((("tau", s.tau),) if ("bound_form", "unlikelihood") in METHODS[m] else ())
+        out.append(Stage(f"unlearn_{m}", "cpt_b", METHODS[m][0][1], loss=loss, **unlearn))
+        out.append(Stage(f"sft_unlearn_{m}", f"unlearn_{m}", **sft))
+    return out
 
 
 def _check_out(out: pathlib.Path, settings: Settings, overwrite: bool) -> bool:
@@ -110,7 +141,7 @@ def _check_out(out: pathlib.Path, settings: Settings, overwrite: bool) -> bool:
         return False
     if state_path.exists():
         state = json.loads(state_path.read_text())
-        if state.get("settings") == dataclasses.asdict(settings) and not state.get("complete"):
+        if state.get("settings") == _settings_json(settings) and not state.get("complete"):
             return True
     raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
 
@@ -122,47 +153,83 @@ def _enable_compilation_cache(out: pathlib.Path) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _versions() -> dict:
+    import platform
+
+    import jax
+
+    return {"python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine(),
+            "processor": progress.cpu_name()}
+
+
 def run(out: str | pathlib.Path, seed: int = 0, quick: bool = False, overwrite: bool = False,
-        progress: bool = True, settings: Settings | None = None) -> pathlib.Path:
+        progress_bars: bool = True, settings: Settings | None = None) -> pathlib.Path:
     """Run (or resume) the whole demo into `out`; returns the report path. `settings`, when
-    given, replaces the preset chosen by `seed` and `quick`."""
+    given, replaces the preset chosen by `seed` and `quick`. A finished demo is not rerun."""
+    from synthflaw_jax.data.tokenizer import tiny_tokenizer
     from synthflaw_jax.demo import conversion
 
     out = pathlib.Path(out).absolute()
     settings = settings or Settings.make(seed=seed, quick=quick)
+    if _finished(out, settings) and not overwrite:
+        log.warning("this demo already finished; its report is %s (pass --overwrite to run it again)",
+                    out / "report.md")
+        return out / "report.md"
     resuming = _check_out(out, settings, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    (out / STATE_FILE).write_text(json.dumps({"settings": dataclasses.asdict(settings), "complete": False}))
+    _write_state(out, settings, complete=False)
     if resuming:
-        log.info("resuming the demo in %s", out)
+        log.warning("resuming the unfinished demo in %s", out)
     _enable_compilation_cache(out)
-    started = time.perf_counter()
+    timings = progress.Timings(out / "timings.json")
+    tok = tiny_tokenizer()
 
-    timings = {}
-    t0 = time.perf_counter()
-    conversion_result = conversion.run(out / "conversion", seed=settings.seed)
-    timings["conversion"] = time.perf_counter() - t0
+    def count_tokens(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    train_stages = stages(settings)
+    arms = arm_labels(settings)
+    plan = progress.Plan(
+        [("conversion", 1.0)] + [(st.name, 1.0 + st.steps / 100) for st in train_stages]
+        + [(f"eval_{arm}", 4.0) for arm in arms] + [("analysis", 4.0)], timings)
+
+    with plan.step("conversion"):
+        conversion_result = conversion.run(out / "conversion", seed=settings.seed)
     data = corpora.build(out / "data", settings.n_facts, settings.n_sft, settings.eval_per_kind, settings.seed,
-                         settings.qa_repeats)
+                         settings.qa_repeats, count_tokens, settings.dev_per_kind)
     root = out / "stages"
-    for stage in stages(settings):
-        t0 = time.perf_counter()
-        run_stage(stage, root, data, settings, progress)
-        timings[stage.name] = time.perf_counter() - t0
+    for stage in train_stages:
+        with plan.step(stage.name, done=is_done(stage, root)):
+            run_stage(stage, root, data, settings, progress_bars, label=plan.label(stage.name))
 
     results = {}
-    for arm, _, model_stage, foundation_stage in ARMS:
-        t0 = time.perf_counter()
-        results[arm] = evaluate.evaluate_model(root / model_stage / "hf", data, out / "eval" / arm,
-                                               settings.max_new_tokens)
-        # knowledge as the paper reports benchmarks: on the foundation model, before SFT
-        results[arm]["foundation"] = evaluate.evaluate_foundation(root / foundation_stage / "hf", data,
-                                                                  out / "eval" / arm)
-        timings[f"eval_{arm}"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    analysis = report.run_analysis(out, data, root, settings)
-    timings["analysis"] = time.perf_counter() - t0
-    path = report.write(out, settings, data, root, results, analysis, conversion_result, timings,
-                        time.perf_counter() - started)
-    (out / STATE_FILE).write_text(json.dumps({"settings": dataclasses.asdict(settings), "complete": True}))
+    for arm in arms:
+        model_stage, foundation_stage = arm_stages(arm)
+        with plan.step(f"eval_{arm}"):
+            results[arm] = evaluate.evaluate_model(root / model_stage / "hf", data, out / "eval" / arm,
+                                                   settings.max_new_tokens)
+            # knowledge as the paper reports benchmarks: on the foundation model, before SFT
+            results[arm]["foundation"] = evaluate.evaluate_foundation(root / foundation_stage / "hf", data,
+                                                                      out / "eval" / arm)
+    with plan.step("analysis"):
+        analysis = report.run_analysis(out, data, root, settings)
+    path = report.write(out, settings, data, root, results, analysis, conversion_result, timings.seconds,
+                        _versions())
+    _write_state(out, settings, complete=True)
     return path
+
+
+def _write_state(out: pathlib.Path, settings: Settings, complete: bool) -> None:
+    (out / STATE_FILE).write_text(json.dumps({"settings": _settings_json(settings), "complete": complete}))
+
+
+def _settings_json(settings: Settings) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples as lists, as read back
+
+
+def _finished(out: pathlib.Path, settings: Settings) -> bool:
+    state_path = out / STATE_FILE
+    if not state_path.exists() or not (out / "report.md").exists():
+        return False
+    state = json.loads(state_path.read_text())
+    return state.get("complete") and state.get("settings") == _settings_json(settings)

@@ -23,6 +23,7 @@ class Stage:
     steps: int
     learning_rate: float
     qa_format: bool = False  # train on {"question","answer"} records, loss on the answer only
+    loss: tuple = ()  # (field, value) pairs set on the engine's `loss` config (unlearning stages)
 
 
 def stage_config(stage: Stage, data: corpora.DemoData, init_path: str, settings) -> ml_collections.ConfigDict:
@@ -59,21 +60,30 @@ def stage_config(stage: Stage, data: corpora.DemoData, init_path: str, settings)
         c.data.streams.replay.source_type = "jsonl"
         c.data.streams.replay.format = "text"
         c.loss.bound = settings.bound
-        c.loss.bound_form = settings.bound_form
         c.loss.replay_weight = 1.0
-        c.loss.bias_weight = 1.0 if stage.method == "lower_bounded" else 0.0
+        c.loss.bias_weight = 0.0
         c.loss.beta = 0.5
+        for field, value in stage.loss:
+            c.loss[field] = value
     return c
 
 
-def run_stage(stage: Stage, root: pathlib.Path, data: corpora.DemoData, settings, progress: bool) -> pathlib.Path:
-    """Run (or resume, or skip when finished) a stage; returns its workdir."""
+def is_done(stage: Stage, root: pathlib.Path) -> bool:
+    """Whether an earlier run finished `stage` (its summary and HF export exist)."""
     workdir = root / stage.name
-    if (workdir / "summary.json").exists() and (workdir / "hf" / "config.json").exists():
+    return (workdir / "summary.json").exists() and (workdir / "hf" / "config.json").exists()
+
+
+def run_stage(stage: Stage, root: pathlib.Path, data: corpora.DemoData, settings, progress: bool,
+              label: str = "") -> pathlib.Path:
+    """Run (or resume, or skip when finished) a stage; returns its workdir. `label` names
+    its progress bar."""
+    workdir = root / stage.name
+    if is_done(stage, root):
         return workdir
     init = "tiny" if stage.init == "tiny" else str(root / stage.init / "hf")
     config = stage_config(stage, data, init, settings)
-    unlearn.run(config, workdir, progress=progress)
+    unlearn.run(config, workdir, progress=progress, label=label or stage.name)
     return workdir
 
 
