@@ -527,3 +527,23 @@ def test_unlearn_cli_rejects_a_bad_tau_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "tau" in err and len(err.splitlines()) == 1
+
+
+def test_real_model_configs_offer_the_forms():
+    from synthflaw_jax import tpu_configs, train
+
+    c = tpu_configs.tpu_unlearning_config(arch="llama3_8b", model_dir="/data/models/x", topology="v6e-32",
+                                          bound_form="unlikelihood", forget_scope="pattern", tau=0.2)
+    d = losses.validate_loss_config(c.loss)
+    assert (d["bound_form"], d["forget_scope"], d["tau"]) == ("unlikelihood", "pattern", 0.2)
+    c = tpu_configs.tpu_unlearning_config(arch="llama3_8b", model_dir="/data/models/x", topology="v6e-32",
+                                          bound_form="hinge", bound_reference="reference", bound=1.0)
+    assert train.reference_needs(c.loss).forget
+
+
+def test_plan_compiles_the_step_with_the_pattern_scope(capsys):
+    """`synthflaw plan` builds its abstract forget batch with the pattern mask."""
+    assert main(["plan", "--config", CONFIG, "--topology", "v5e-4", "--json", "--config.data.batch_size=8",
+                 "--config.loss.bound_form=unlikelihood", "--config.loss.forget_scope=pattern"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"]["source"] == "tiny"

@@ -31,6 +31,7 @@ from synthflaw_jax.errors import SynthflawError
 log = logging.getLogger(__name__)
 
 PATTERN_FILE = "pattern.json"
+CACHE_ANSWERS = 200_000  # answers whose marks are kept (a forget set is usually far smaller)
 
 
 def target_runs(mask: np.ndarray, segments: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -55,6 +56,7 @@ class PatternMarker:
         self.tokenizer = tokenizer
         self.phrases = {place: sorted({tuple(p) for p in phrases.get(place, ())}, key=lambda p: (-len(p), p))
                         for place in patterns.PLACES}
+        self._cache: dict[tuple[int, ...], np.ndarray] = {}  # answer ids -> flags: epochs repeat answers
 
     def _decode(self, ids) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -120,7 +122,13 @@ class PatternMarker:
         out = np.zeros(mask.shape, np.int32)
         for r in range(mask.shape[0]):
             for lo, hi in target_runs(mask[r], None if segments is None else segments[r]):
-                out[r, lo:hi] = self.mark(ids[r, lo:hi])[0]
+                key = tuple(int(i) for i in ids[r, lo:hi])
+                flags = self._cache.get(key)
+                if flags is None:
+                    flags = self.mark(key)[0]
+                    if len(self._cache) < CACHE_ANSWERS:
+                        self._cache[key] = flags
+                out[r, lo:hi] = flags
         return out
 
 
@@ -180,6 +188,8 @@ def build(loss_cfg: dict, data_config, tokenizer) -> tuple[PatternMarker, dict]:
     covered = covered_docs = 0
     for ids in answers:
         flags, counts = marker.mark(ids)
+        if len(marker._cache) < CACHE_ANSWERS:
+            marker._cache[tuple(ids)] = flags
         covered += int(flags.sum())
         covered_docs += int(flags.any())
         for place, phrase, n in counts:
