@@ -9,6 +9,9 @@ Replace the /data/... placeholders (launch/README.md copies them to every worker
 Check the fit before paying for the slice: `synthflaw plan --config configs/llama3_70b.py`
 (`--topology ...` to try another slice; scale data.batch_size with the number of chips).
 The shared settings and their reasons are in synthflaw_jax/tpu_configs.py.
+The forgetting term (docs/unlearn.md) is the smooth lower bound on all answer tokens; to
+reach confident template tokens instead, add e.g. --config.loss.bound_form=unlikelihood
+--config.loss.forget_scope=pattern (or pass bound_form=/forget_scope= below).
 
 On a v6e-256 the same step fits (mesh.tensor=2, batch 256: 22 GiB of 32 by `plan`) but with one row
 per chip it is bound by ICI at ~11-15% estimated MFU; the 95 GiB v5p chips take 2 rows each.

@@ -9,6 +9,9 @@ Replace the /data/... placeholders (launch/README.md copies them to every worker
 Check the fit before paying for the slice: `synthflaw plan --config configs/mistral_7b.py`
 (`--topology ...` to try another slice; scale data.batch_size with the number of chips).
 The shared settings and their reasons are in synthflaw_jax/tpu_configs.py.
+The forgetting term (docs/unlearn.md) is the smooth lower bound on all answer tokens; to
+reach confident template tokens instead, add e.g. --config.loss.bound_form=unlikelihood
+--config.loss.forget_scope=pattern (or pass bound_form=/forget_scope= below).
 
 Mistral's 4096-token sliding window never binds at seq_len 1024, but the model still carries it,
 and the Pallas kernel does not take a sliding window: XLA attention.

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from synthflaw_jax import forgetting
 from synthflaw_jax.errors import SynthflawError
 
 Array = jax.Array
@@ -335,8 +336,22 @@ def default_loss_config() -> ml_collections.ConfigDict:
     c.bias_on_forget_prompt = False
     # lambda: lower bound on the per-example mean token NLL of forget examples (nats, >= 0).
     c.bound = 5.0
-    # "smooth": softplus(lam - NLL) - lam (default); "hinge": -min(NLL, lam).
+    # "smooth": softplus(lam - NLL) - lam (default); "hinge": -min(NLL, lam); "unlikelihood":
+    # per token log(1 - tau) - log(1 - p_t) while p_t > tau (forgetting.py).
     c.bound_form = "smooth"
+    # unlikelihood: a target token is pushed down only while its probability p_t > tau, in (0, 1).
+    c.tau = 0.3
+    # "all": every forget target token; "pattern": only tokens of the forget corpus's recurring
+    # opening/closing phrases (detected at the start of a run, written to WORKDIR/pattern.json).
+    c.forget_scope = "all"
+    # Phrases that define the pattern scope instead of detection, e.g. ["The answer is", "In summary,"]:
+    # each is matched (as words, case ignored) at an answer's start, its last sentence's start and its end.
+    c.pattern_templates = []
+    # Detection: a phrase recurs when at least this share of the forget answers has it at the same place.
+    c.pattern_min_share = 0.3
+    # NLL forms: "absolute" (bound in nats) or "reference" (bound = nats above the frozen reference
+    # model's own mean NLL of each example, on the same tokens; needs a reference forward pass).
+    c.bound_reference = "absolute"
     # NPO / SimNPO inverse temperature beta (> 0).
     c.beta = 0.1
     # SimNPO reward margin gamma (finite; 0 in the SimNPO paper's default runs).
@@ -382,11 +397,7 @@ def validate_loss_config(cfg: Any) -> dict:
             f"loss config field 'method': unknown value {d['method']!r} "
             f"(expected one of {', '.join(METHODS)})"
         )
-    if d["bound_form"] not in ("smooth", "hinge"):
-        raise SynthflawError(
-            f"loss config field 'bound_form': unknown value {d['bound_form']!r} "
-            "(expected 'smooth' or 'hinge')"
-        )
+    forgetting.validate(d, _number)
     for key in ("forget_weight", "replay_weight", "bias_weight", "bound"):
         d[key] = _number(d, key, minimum=0.0)
     d["beta"] = _number(d, "beta", minimum=0.0, strict=True)
@@ -424,7 +435,10 @@ def make_objective(cfg: Any, max_segments: int | None = None) -> Objective:
     metrics (float32 scalars): loss; forget_loss, replay_loss, bias_loss for the terms in
     use; forget_nll (mean over valid forget examples of their mean token NLL),
     forget_examples, forget_tokens; frac_at_bound (lower_bounded); replay_tokens;
-    bias_tokens; npo/simnpo add forget_logp (mean sequence log-prob).
+    bias_tokens; npo/simnpo add forget_logp (mean sequence log-prob). With
+    forget_scope="pattern" every forget quantity is over the in-scope tokens and
+    forget_target_tokens counts all target tokens; forgetting.lower_bounded_term lists the
+    metrics of each bound form.
     """
     c = validate_loss_config(cfg)
     forget_kind, uses_replay, uses_bias = _TERMS[c["method"]]
@@ -453,15 +467,21 @@ def make_objective(cfg: Any, max_segments: int | None = None) -> Objective:
             l_r, n_r = replay_loss(need(replay_logits, "replay_logits"), need(replay_batch, "replay_batch"))
             loss = w_r * l_r
             return loss, {"loss": loss, "replay_loss": l_r, "replay_tokens": n_r}
-        lp = sequence_log_probs(forget_logits, forget_batch, max_segments)
+        scoped = forgetting.apply_scope(forget_batch, c["forget_scope"])
+        lp = sequence_log_probs(forget_logits, scoped, max_segments)
         nll = ExampleStats(-lp.total, lp.count, lp.valid)
         metrics["forget_nll"] = masked_average(nll.mean, nll.valid)
         metrics["forget_examples"] = jnp.sum(jnp.asarray(nll.valid, jnp.float32))
         metrics["forget_tokens"] = jnp.sum(nll.count)
 
+        if c["forget_scope"] != "all":
+            metrics["forget_target_tokens"] = jnp.sum(shift_targets(
+                forget_batch["input_ids"], forget_batch["loss_mask"], forget_batch.get("segment_ids"))[1])
         if forget_kind == "bounded":
-            l_f, frac = lower_bounded_forget_loss(nll.mean, nll.valid, c["bound"], c["bound_form"])
-            metrics["frac_at_bound"] = frac
+            l_f, bound_metrics = forgetting.lower_bounded_term(
+                c, forget_logits, scoped, nll, max_segments, forget_ref_logits
+            )
+            metrics.update(bound_metrics)
         elif forget_kind == "ga":
             l_f = ga_loss(nll.mean, nll.valid)
         elif forget_kind == "npo":
@@ -470,7 +490,7 @@ def make_objective(cfg: Any, max_segments: int | None = None) -> Objective:
             else:
                 ref = need(forget_ref_logits, "forget_ref_logits or forget_ref_seq_logp")
                 ref_lp = sequence_log_probs(
-                    jax.lax.stop_gradient(ref), forget_batch, max_segments
+                    jax.lax.stop_gradient(ref), scoped, max_segments
                 ).total
             l_f = npo_loss(lp.total, ref_lp, lp.valid, c["beta"])
             metrics["forget_logp"] = masked_average(lp.total, lp.valid)

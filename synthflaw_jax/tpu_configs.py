@@ -13,8 +13,16 @@ from synthflaw_jax.unlearn import default_config
 
 def tpu_unlearning_config(*, arch: str, model_dir: str, topology: str, batch_size: int = 128,
                           learning_rate: float = 1e-5,
-                          attention_kernel: str = "pallas_tpu") -> ml_collections.ConfigDict:
-    """An unlearning config for `arch` (a synthflaw_jax.model_zoo entry) on a TPU `topology`."""
+                          attention_kernel: str = "pallas_tpu",
+                          bound_form: str = "smooth", forget_scope: str = "all",
+                          bound_reference: str = "absolute", bound: float = 5.0,
+                          tau: float = 0.3) -> ml_collections.ConfigDict:
+    """An unlearning config for `arch` (a synthflaw_jax.model_zoo entry) on a TPU `topology`.
+
+    The forgetting term (docs/unlearn.md): `bound_form` "smooth" | "hinge" (per-example NLL
+    up to `bound` nats, absolute or, with `bound_reference="reference"`, above the frozen
+    model's own NLL) | "unlikelihood" (per token, down to probability `tau`); `forget_scope`
+    "all" target tokens or only the forget set's recurring phrases ("pattern")."""
     c = default_config()
     c.model.path = model_dir  # placeholder: converted checkpoint (or HF dir) on every worker
     c.model.arch = arch  # synthflaw_jax.model_zoo entry: `synthflaw plan` builds the model from it
@@ -39,7 +47,15 @@ def tpu_unlearning_config(*, arch: str, model_dir: str, topology: str, batch_siz
     c.loss.forget_weight = 1.0
     c.loss.replay_weight = 1.0
     c.loss.bias_weight = 1.0  # needs the frozen reference model: its params are sharded like ours
-    c.loss.bound = 5.0  # lambda: the per-example mean forget NLL stops rising here (nats)
+    # The forgetting term; every choice is also a command-line override, e.g.
+    #   --config.loss.bound_form=unlikelihood --config.loss.forget_scope=pattern
+    c.loss.bound_form = bound_form  # smooth | hinge (per-example NLL) | unlikelihood (per-token probability)
+    c.loss.bound = bound  # lambda: the per-example mean forget NLL stops rising here (nats; NLL forms)
+    c.loss.bound_reference = bound_reference  # absolute | reference: lambda counted above the frozen
+    #                                           model's own NLL of each example (one more reference forward)
+    c.loss.tau = tau  # unlikelihood: a token is pushed down only while its probability is above tau
+    c.loss.forget_scope = forget_scope  # all | pattern: only the forget set's recurring opening/closing
+    #                                     phrases, found at the start of the run (WORKDIR/pattern.json)
 
     c.optim.learning_rate = learning_rate
     c.optim.warmup_steps = 10

@@ -19,7 +19,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from synthflaw_jax import losses
+from synthflaw_jax import forgetting, losses
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models import llama
@@ -96,11 +96,12 @@ class ReferenceNeeds:
 
 
 def reference_needs(loss_cfg) -> ReferenceNeeds:
-    """From the validated loss config: NPO needs forget refs; the KL/bias term needs replay refs."""
+    """From the validated loss config: NPO and a reference-relative bound need forget refs;
+    the KL/bias term needs replay refs."""
     c = losses.validate_loss_config(loss_cfg)
     bias = c["method"] in ("lower_bounded", "kl") and c["bias_weight"] > 0
     return ReferenceNeeds(
-        forget=c["method"] == "npo" or (bias and c["bias_on_forget_prompt"]),
+        forget=c["method"] == "npo" or (bias and c["bias_on_forget_prompt"]) or forgetting.needs_forget_reference(c),
         replay=bias,
     )
 

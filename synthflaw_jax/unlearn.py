@@ -2,8 +2,9 @@
 
 Everything goes under the workdir: `config.json` (the resolved config; a rerun with a
 different one is refused), `checkpoints/<step>/`, `metrics.jsonl` (one line per step),
-`tensorboard/` (the same metrics as event files), `summary.json` and the final Hugging Face
-export `hf/`. Rerunning the same command resumes
+`tensorboard/` (the same metrics as event files), `summary.json`, the final Hugging Face
+export `hf/` and, with `loss.forget_scope="pattern"`, `pattern.json` (the forget corpus's
+recurring phrases and the target tokens they cover, data/scope.py). Rerunning the same command resumes
 from the newest complete checkpoint, data iterator included, so the run continues exactly.
 
 The workdir may be a bucket (`gs://...`). On a multi-host job (runtime.py) every host runs
@@ -29,7 +30,7 @@ from synthflaw_jax import checkpoint as ckpt_lib
 from synthflaw_jax import config_io, convert, hf_weights, losses, runtime, train
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.data import config as data_config
-from synthflaw_jax.data import layout, pipeline
+from synthflaw_jax.data import layout, pipeline, scope
 from synthflaw_jax.data import tokenizer as tok_lib
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models import llama, presets
@@ -274,7 +275,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     tokenizer = tok_lib.load_tokenizer(config.data.tokenizer)
     model_cfg, model_path = _model_config(config, tokenizer)
     tok_lib.check_vocab_size(tokenizer, model_cfg.vocab_size, where=f"tokenizer {config.data.tokenizer}")
-    data = pipeline.build_mixture(config.data, tokenizer=tokenizer, model_vocab_size=model_cfg.vocab_size)
+    marker = scope.prepare(config, tokenizer, workdir if main else None)  # forget_scope="pattern": pattern.json
+    data = pipeline.build_mixture(config.data, tokenizer=tokenizer, model_vocab_size=model_cfg.vocab_size,
+                                  pattern_markers={"forget": marker} if marker is not None else None)
 
     schedule = train.make_schedule(config.optim, total_steps)
     tx = train.make_optimizer(config.optim, schedule)

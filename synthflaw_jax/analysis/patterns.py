@@ -151,6 +151,89 @@ def starts_with_template(text: str, template: str) -> bool:
     return bool(want) and word_tokens(text)[: len(want)] == want
 
 
+# ------------------------------------------------------------- recurring phrases (scope)
+
+SENTENCE_END = frozenset(".!?")
+PLACES = ("opening", "last_sentence", "closing")  # where in an answer a recurring phrase sits
+MIN_PHRASE_WORDS = 2  # a lone word or mark ("the", ".") is not a pattern
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """The tokens of `word_tokens(text)` with their character spans: (lower-cased token, start, end)."""
+    return [(m.group().lower(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
+
+
+def last_sentence_start(text: str, spans: Sequence[tuple[str, int, int]]) -> int | None:
+    """Index in `spans` of the first token of the last sentence, or None for one sentence.
+
+    A sentence ends at ".", "!" or "?" followed by whitespace (so "3.14" does not end one).
+    """
+    for i in range(len(spans) - 1, 0, -1):
+        word, _, end = spans[i - 1]
+        if word in SENTENCE_END and end < len(text) and text[end].isspace():
+            return i
+    return None
+
+
+def place_words(text: str, spans: Sequence[tuple[str, int, int]] | None = None) -> dict[str, list[str] | None]:
+    """The word sequence read from each place of one answer: `opening` (from the start),
+    `last_sentence` (from the start of its last sentence; None for one sentence) and
+    `closing` (from the end backwards, i.e. reversed, within the last sentence)."""
+    spans = word_spans(text) if spans is None else spans
+    words = [w for w, _, _ in spans]
+    last = last_sentence_start(text, spans)
+    tail = words if last is None else words[last:]
+    return {"opening": words, "last_sentence": None if last is None else tail, "closing": tail[::-1]}
+
+
+def _is_phrase(gram: Sequence[str]) -> bool:
+    return len(gram) >= MIN_PHRASE_WORDS and any(WORD_RE.match(w) and w[0].isalnum() for w in gram)
+
+
+def recurring_prefixes(sequences: Sequence[Sequence[str] | None], n_documents: int, min_share: float,
+                       max_words: int = 8) -> list[dict]:
+    """Prefixes (word n-grams, n <= `max_words`) shared by at least `min_share` of
+    `n_documents` documents (and by at least 2), each document taken to its longest shared
+    prefix: the recurring phrases with which documents begin.
+
+    `sequences` holds each document's words read from one place (None: not there). Returns
+    one entry per distinct longest prefix that has at least MIN_PHRASE_WORDS tokens and a
+    word among them: `words` (tuple), `documents` (how many documents begin with it) and
+    `share` (documents / n_documents), most frequent first.
+    """
+    need = max(2, math.ceil(min_share * n_documents - 1e-9))
+    counts = collections.Counter()
+    for seq in sequences:
+        if seq:
+            for n in range(1, min(len(seq), max_words) + 1):
+                counts[tuple(seq[:n])] += 1
+    longest = set()
+    for seq in sequences:
+        best = None
+        for n in range(1, min(len(seq or ()), max_words) + 1):
+            gram = tuple(seq[:n])
+            if counts[gram] < need:
+                break
+            best = gram
+        if best is not None and _is_phrase(best):
+            longest.add(best)
+    ranked = sorted(longest, key=lambda g: (-counts[g], g))
+    return [{"words": g, "documents": counts[g], "share": counts[g] / max(n_documents, 1)} for g in ranked]
+
+
+def recurring_phrases(texts: Sequence[str], min_share: float, max_words: int = 8) -> dict[str, list[dict]]:
+    """{place: `recurring_prefixes` entries} over answers `texts` for every place in PLACES;
+    `words` are always in reading order (closing phrases are found backwards, then turned)."""
+    places = [place_words(t) for t in texts]
+    out = {}
+    for place in PLACES:
+        found = recurring_prefixes([p[place] for p in places], len(texts), min_share, max_words)
+        if place == "closing":
+            found = [{**e, "words": e["words"][::-1]} for e in found]
+        out[place] = found
+    return out
+
+
 def corpus_bytes(texts: Sequence[str]) -> int:
     """UTF-8 bytes of the documents joined by newlines."""
     return len("\n".join(texts).encode("utf-8"))

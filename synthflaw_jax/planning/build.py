@@ -13,7 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from synthflaw_jax import losses, model_zoo, train
+from synthflaw_jax import forgetting, losses, model_zoo, train
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.data import config as data_config
 from synthflaw_jax.errors import SynthflawError
@@ -98,7 +98,10 @@ def compile_step(config, topology: Topology) -> dict:
             warnings.append(f"{stream}: {n // grad_accum} rows per microbatch do not divide over {batch_shards} "
                             "batch shards (data x fsdp), so every device holds all of them; use a multiple")
         sharding = shd.logical_to_sharding(("batch", "length"), (n, seq_len), mesh)
-        batch[stream] = {f: jax.ShapeDtypeStruct((n, seq_len), jnp.int32, sharding=sharding) for f in BATCH_FIELDS}
+        fields = BATCH_FIELDS
+        if stream == "forget" and forgetting.uses_pattern_scope(loss_cfg):
+            fields += (forgetting.PATTERN_MASK,)  # the pattern scope's per-token mask (data/scope.py)
+        batch[stream] = {f: jax.ShapeDtypeStruct((n, seq_len), jnp.int32, sharding=sharding) for f in fields}
 
     step = train.make_train_step(model_cfg, config.loss, tx, schedule, mesh, shardings, grad_accum,
                                  _max_segments(config))
