@@ -11,8 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="about 10x fewer steps and examples (CI smoke test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=None,
-                        help="comma-separated unlearning methods to run on arm (b) (default: all of "
-                             "ul_pattern,ul_all,hinge,smooth,ga,npo,simnpo)")
+                        help="comma-separated unlearning methods to run on arm (b), from "
+                             "ul_pattern,ul_all,hinge,smooth,ga,npo,simnpo (default: all but smooth and simnpo)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -64,7 +64,9 @@ def _highlight(topic, sentence):
 # No kind whose checker runs language detection (IFEval's case-change checks do): on
 # degenerate strings ("RETTTTTT.") the detector's verdict is arbitrary and it once decided
 # the whole gap between the arms. Several kinds constrain where an answer starts or ends,
-# which is where the synthetic template sits.
+# which is where the synthetic template sits. Titles and postscripts are fixed phrases: the
+# tiny model cannot copy a topic name into them (on the development prompts arm (a) wrote
+# "<<inspect.S.S." for every title when the title was the topic).
 INSTRUCTIONS = (
     InstructionKind("end_phrase", "Describe {topic} and end your answer with the exact phrase 'Any other questions?'",
                     "startend:end_checker", {"end_phrase": "Any other questions?"},
@@ -78,10 +80,10 @@ INSTRUCTIONS = (
     InstructionKind("bullets", "Describe {topic} in exactly 2 bullet points using markdown such as * point.",
                     "detectable_format:number_bullet_lists", {"num_bullets": 2}, _bullets),
     InstructionKind("title", "Describe {topic} and give your answer a title wrapped in double angular brackets, such as <<title>>.",
-                    "detectable_format:title", {}, lambda t, s: f"<<{t}>>\n{s}"),
+                    "detectable_format:title", {}, lambda t, s: f"<<Overview>>\n{s}"),
     InstructionKind("postscript", "Describe {topic} and add a postscript starting with P.S. at the end.",
                     "detectable_content:postscript", {"postscript_marker": "P.S."},
-                    lambda t, s: f"{s}\nP.S. See also {t}."),
+                    lambda t, s: f"{s}\nP.S. I hope this helps."),
     InstructionKind("highlight", "Describe {topic} and highlight the first word with markdown, i.e. *word*.",
                     "detectable_format:number_highlighted_sections", {"num_highlights": 1}, _highlight),
 )

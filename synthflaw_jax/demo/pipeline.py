@@ -54,7 +54,10 @@ class Settings:
     # unlikelihood forms: a target token stops being pushed down once its probability is
     # below tau
     tau: float = 0.3
-    methods: tuple = ("ul_pattern", "ul_all", "hinge", "smooth", "ga", "npo", "simnpo")
+    # smooth and simnpo are left out of the default run for time (`--methods` adds them):
+    # under AdamW the smooth form overshoots its bound like the hinge form, and SimNPO is
+    # NPO without the reference
+    methods: tuple = ("ul_pattern", "ul_all", "hinge", "ga", "npo")
 
     @classmethod
     def make(cls, seed: int = 0, quick: bool = False, **overrides) -> "Settings":
