@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recommended", help="the cure to test (default: the rule on the seeds' dev prompts)")
     args = parser.parse_args(argv)
     payloads = load_runs(args.dirs)
-    runs = [p["results"] for p in payloads]
-    arms = list(runs[0])
+    arms = [arm for arm in payloads[0]["results"] if all(arm in p["results"] for p in payloads)]
+    runs = [{arm: p["results"][arm] for arm in arms} for p in payloads]
     print(f"{len(runs)} seeds ({', '.join(str(p['settings']['seed']) for p in payloads)}): "
           "mean ± sd (per seed)\n")
     print("| arm | " + " | ".join(name for name, _ in COLUMNS) + " |")

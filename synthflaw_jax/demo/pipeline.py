@@ -1,10 +1,12 @@
-"""The demo end to end: the paper's story replayed on the tiny model.
+"""The demo end to end: the paper's story replayed on the tiny model, with arms that
+isolate the cause.
 
-base (pre-train on non-synthetic text) -> continued pre-training, arm (a) text only and arm
-(b) text + uniform synthetic Q-A -> SFT on verifiable instructions -> evaluate; then unlearn
-arm (b) (lower-bounded forgetting + replay + bias mitigation, and GA / NPO baselines) ->
-SFT -> evaluate -> report. Every stage writes under `out/stages/<name>/` and is skipped or
-resumed when the demo is rerun on the same `out`.
+base (pre-train on non-synthetic text) -> continued pre-training (CPT) of three arms for
+the same steps: (a) the text only, (b) the text + the facts as uniform synthetic Q-A,
+(c) the text + the same facts in diverse Q-A forms (same token volume) -> SFT on
+verifiable instructions -> evaluate; then unlearn arm (b) with each method of `METHODS`
+-> SFT -> evaluate -> claims with intervals -> report. Every stage writes under
+`out/stages/<name>/` and is skipped or resumed when the demo is rerun on the same `out`.
 """
 from __future__ import annotations
 
