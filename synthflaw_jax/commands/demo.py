@@ -15,8 +15,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Run or resume the demo and print where the report is."""
+    from synthflaw_jax import outputs
     from synthflaw_jax.demo import pipeline
 
+    outputs.check_location(args.out, "--out")
     path = pipeline.run(args.out, seed=args.seed, quick=args.quick, overwrite=args.overwrite,
                         progress=not args.no_progress)
     print(path.read_text().split("## Output distribution shift")[0])
