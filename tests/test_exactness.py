@@ -38,7 +38,7 @@ def _uneven_batch(seed, packed):
 
 def _train(loss_cfg, grad_accum, steps=3, max_segments=None):
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-    cfg = presets.tiny(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
+    cfg = presets.tiny(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2)
     c = unlearn.default_config()
     c.optim.learning_rate, c.optim.warmup_steps, c.optim.weight_decay = 1e-3, 1, 0.01
     c.loss.update(loss_cfg)
@@ -58,11 +58,10 @@ def _train(loss_cfg, grad_accum, steps=3, max_segments=None):
     return jax.device_get(state.params), history
 
 
-@pytest.mark.parametrize("loss_cfg, max_segments", [
-    ({"method": "lower_bounded", "bias_on_forget_prompt": True}, 4),
-    ({"method": "npo"}, None),
-])
-def test_grad_accum_is_the_full_batch_objective(loss_cfg, max_segments):
+def test_grad_accum_is_the_full_batch_objective():
+    # every term at once: bounded forget (per packed example), replay NLL, KL on replay targets
+    # and forget prompts; rows 0-1 have no target (a microbatch of 4 without a forget example)
+    loss_cfg, max_segments = {"method": "lower_bounded", "bias_on_forget_prompt": True}, 4
     base, base_metrics = _train(loss_cfg, 1, max_segments=max_segments)
     for accum in (2, 4):
         params, metrics = _train(loss_cfg, accum, max_segments=max_segments)
@@ -114,12 +113,13 @@ def test_packer_never_puts_more_examples_in_a_row_than_max_segments():
 
 def test_unlearn_forget_stream_respects_max_segments():
     c = unlearn.default_config()
-    c.data.seq_len, c.train.max_segments = 128, 3
+    c.data.seq_len, c.train.max_segments = 512, 2
     from synthflaw_jax.data import pipeline
-    data = pipeline.build_mixture(c.data, segment_limits=unlearn._segment_limits(c))
-    batch = next(data)
-    assert batch["forget"]["segment_ids"].max() == 3
-    assert batch["replay"]["segment_ids"].max() > 3  # replay is token-weighted: no limit
+    limited = next(pipeline.build_mixture(c.data, segment_limits=unlearn._segment_limits(c)))
+    free = next(pipeline.build_mixture(c.data))
+    assert free["forget"]["segment_ids"].max() > 2  # the forget examples would pack more densely
+    assert limited["forget"]["segment_ids"].max() == 2
+    np.testing.assert_array_equal(limited["replay"]["segment_ids"], free["replay"]["segment_ids"])  # no limit
 
 
 def _poisoned(batch, value):
@@ -157,6 +157,6 @@ def test_nan_in_unused_reference_slots_gives_finite_npo_gradient():
     logits = jnp.asarray(np.random.default_rng(1).normal(size=(ROWS, SEQ, VOCAB)), jnp.float32)
     valid = np.asarray(losses.sequence_log_probs(logits, f, 4).valid)
     ref = np.where(valid, -20.0, np.nan).astype(np.float32)
-    objective = losses.make_objective({"method": "npo"}, 4)
+    objective = losses.make_objective({"method": "npo", "replay_weight": 0.0}, 4)
     value, grad = jax.value_and_grad(lambda z: objective(z, f, forget_ref_seq_logp=ref)[0])(logits)
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
