@@ -149,13 +149,7 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     import orbax.checkpoint as ocp
 
     ckpt_dir = pathlib.Path(ckpt_dir).absolute()
-    marker = ckpt_dir / MARKER
-    try:
-        meta = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise SynthflawError(f"{marker}: missing or malformed checkpoint marker") from None
-    if meta.get("version") != FORMAT_VERSION:
-        raise SynthflawError(f"{marker}: field 'version' is {meta.get('version')!r}, expected {FORMAT_VERSION}")
+    _check_marker(ckpt_dir)
     cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)
     checkpointer = _checkpointer()
     try:
@@ -178,10 +172,22 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     return cfg, params
 
 
+def _check_marker(ckpt_dir: pathlib.Path) -> None:
+    marker = ckpt_dir / MARKER
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise SynthflawError(f"{marker}: missing or malformed checkpoint marker") from None
+    if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise SynthflawError(f"{marker}: field 'version' is {version!r}, expected {FORMAT_VERSION}")
+
+
 def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_weights.LazyParams]:
     """(config, params restored one leaf at a time as numpy) of our checkpoint, for streaming."""
     import orbax.checkpoint as ocp
 
+    _check_marker(ckpt_dir)
     cfg = ModelConfig.from_file(ckpt_dir / "config.json")
     params_dir = ckpt_dir / "params"
     try:

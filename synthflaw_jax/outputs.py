@@ -104,12 +104,24 @@ def check(out: PathLike, overwrite: bool = False, *, kind: str = "dir",
     return out
 
 
-def make_parent(out: pathlib.Path, label: str) -> None:
-    """Create `out`'s parent directories (ordinary permissions), one-line error on failure."""
+def make_parent(out: pathlib.Path, label: str) -> list[pathlib.Path]:
+    """Create `out`'s missing parent directories (ordinary permissions), one-line error on
+    failure; returns those it created, deepest first (see `remove_created`)."""
+    missing = [p for p in out.parents if not p.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SynthflawError(f"{label}: cannot create {out.parent} ({err.strerror or err})") from None
+    return missing
+
+
+def remove_created(dirs: list[pathlib.Path]) -> None:
+    """Remove the (still empty) directories `make_parent` created: a failed command adds nothing."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def write_error(out: PathLike, err: BaseException, what: str | None = None) -> SynthflawError | None:
@@ -202,12 +214,13 @@ def directory(out: PathLike, overwrite: bool = False, *, inputs: Iterable[PathLi
     inputs = list(inputs)
     out = check(out, overwrite, kind="dir", inputs=inputs, what=what)
     label = _label(out, what)
-    make_parent(out, label)
+    created = make_parent(out, label)
     _remove_leftovers(out)
     try:
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=_tmp_prefix(out, "tmp"), dir=out.parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs read like any other folder
     except OSError as err:
+        remove_created(created)
         raise SynthflawError(f"{label}: cannot write in {out.parent} ({err.strerror or err})") from None
     try:
         yield tmp
@@ -215,6 +228,7 @@ def directory(out: PathLike, overwrite: bool = False, *, inputs: Iterable[PathLi
         _replace(tmp, out)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(created)
         friendly = write_error(out, err, what) if isinstance(err, Exception) else None
         if friendly is not None and not isinstance(err, SynthflawError):
             raise friendly from None
@@ -229,7 +243,7 @@ def file(out: PathLike, overwrite: bool = False, *, inputs: Iterable[PathLike | 
     inputs = list(inputs)
     out = pathlib.Path(out).absolute() if checked else check(out, overwrite, kind="file", inputs=inputs, what=what)
     label = _label(out, what)
-    make_parent(out, label)
+    created = make_parent(out, label)
     _remove_leftovers(out)
     tmp = out.parent / (_tmp_prefix(out, "tmp") + uuid.uuid4().hex[:8])
     try:
@@ -241,6 +255,7 @@ def file(out: PathLike, overwrite: bool = False, *, inputs: Iterable[PathLike | 
         os.replace(tmp, out)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
+        remove_created(created)
         friendly = write_error(out, err, what) if isinstance(err, Exception) else None
         if friendly is not None and not isinstance(err, SynthflawError):
             raise friendly from None

@@ -12,6 +12,7 @@ so no bad parameters ever reach a checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import flax
@@ -53,9 +54,16 @@ def default_optim_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _finite(cfg, key: str) -> float:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SynthflawError(f"config: optim.{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     """The learning-rate schedule (optax) for `total_steps` optimizer steps."""
-    peak, warmup = float(cfg.learning_rate), int(cfg.warmup_steps)
+    peak, warmup = _finite(cfg, "learning_rate"), int(cfg.warmup_steps)
     if peak <= 0:
         raise SynthflawError(f"config: optim.learning_rate must be > 0, got {peak}")
     if warmup < 0:
@@ -78,6 +86,13 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
 
 def make_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Global-norm clipping followed by AdamW."""
+    for key, low, high in (("b1", 0.0, 1.0), ("b2", 0.0, 1.0)):
+        value = _finite(cfg, key)
+        if not low <= value < high:
+            raise SynthflawError(f"config: optim.{key} must be in [{low}, {high}), got {value}")
+    for key in ("eps", "weight_decay", "grad_clip", "end_lr_ratio"):
+        if _finite(cfg, key) < 0 or (key == "eps" and float(cfg[key]) == 0):
+            raise SynthflawError(f"config: optim.{key} must be {'> 0' if key == 'eps' else '>= 0'}, got {cfg[key]}")
     parts = []
     if float(cfg.grad_clip) > 0:
         parts.append(optax.clip_by_global_norm(float(cfg.grad_clip)))
