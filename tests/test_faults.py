@@ -136,6 +136,9 @@ def test_unlearn_survives_kills_and_a_full_disk(tmp_path):
     result = _child(argv)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not [p for p in work.iterdir() if p.name.startswith(".")]  # the dead run's temporary dir is gone
+    mask = os.umask(0)
+    os.umask(mask)
+    assert ((work / "hf").stat().st_mode & 0o777) == 0o777 & ~mask  # readable by others, like any mkdir
     a, b = _params(straight), _params(work)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

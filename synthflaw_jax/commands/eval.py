@@ -50,7 +50,7 @@ def _add_ifeval_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", metavar="DIR", required=True, help="output directory")
     p.add_argument(
-        "--overwrite", action="store_true", help="write into --out even if it is not empty"
+        "--overwrite", action="store_true", help="replace a non-empty --out"
     )
     gen = p.add_argument_group("generation (with --model)")
     add_generation_arguments(gen, max_new_tokens=1280)
