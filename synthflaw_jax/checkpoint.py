@@ -37,21 +37,28 @@ class TrainCheckpointer:
             max_to_keep=max(int(keep), 1),
             enable_async_checkpointing=async_save,
             create=True,
+            cleanup_tmp_directories=True,  # a save cut short (kill, full disk) leaves a tmp dir behind
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.failed = False
 
     def steps(self) -> list[int]:
         """Committed steps, oldest first."""
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state, data_state: dict[str, Any], force: bool = False) -> bool:
-        """Save if `step` is on the interval (or `force`); returns whether a save started."""
-        return self.manager.save(
-            int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    data=ocp.args.JsonSave(_gather_data_state(data_state))),
-            force=force,
-        )
+        """Save if `step` is on the interval (or `force`); returns whether a save started.
+        A failed write (this one or the previous async one: full disk, size limit) raises one
+        SynthflawError; the committed steps before it are untouched."""
+        try:
+            return self.manager.save(
+                int(step),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                        data=ocp.args.JsonSave(_gather_data_state(data_state))),
+                force=force,
+            )
+        except Exception as err:
+            raise self._write_failed(err) from None
 
     def restore_latest(self, abstract_state) -> tuple[int, Any, dict] | None:
         """(step, state, data_state) of the newest step that restores; None when there is none."""
@@ -77,12 +84,41 @@ class TrainCheckpointer:
 
     def wait(self) -> None:
         """Block until pending async saves are committed."""
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:
+            raise self._write_failed(err) from None
 
     def close(self) -> None:
-        """Finish pending saves and release the manager."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Finish pending saves and release the manager (after a failed save, quietly)."""
+        try:
+            self.wait()
+        except _AlreadyReported:
+            pass
+        finally:
+            try:
+                self.manager.close()
+            except Exception:
+                if not self.failed:
+                    raise
+
+    def _write_failed(self, err: Exception) -> Exception:
+        """The error to raise for a failed save: one line for a full disk or a size limit."""
+        from synthflaw_jax import outputs
+
+        if self.failed:  # reported once already; the manager repeats it on every later call
+            return _AlreadyReported()
+        self.failed = True
+        steps = self.steps()
+        kept = f"the last complete checkpoint (step {steps[-1]}) is intact" if steps else "no step was saved"
+        friendly = outputs.write_error(self.directory, err, "checkpoint")
+        if friendly is None:
+            return err
+        return type(friendly)(f"{friendly.args[0].split('; ')[0]}; {kept}")
+
+
+class _AlreadyReported(Exception):
+    """A repeat of a save failure that was already raised (swallowed by `close`)."""
 
 
 _PER_PROCESS = "per_process"

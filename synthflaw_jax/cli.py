@@ -42,6 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_background_tracebacks(record: logging.LogRecord) -> bool:
+    # Orbax logs a failed background write (full disk) with its traceback, then raises it in
+    # the main thread, where it becomes our one-line error; -v shows the traceback too.
+    return not (record.exc_info and record.levelno >= logging.ERROR)
+
+
+_ABANDONED = ("Event loop is closed", "Python is likely shutting down")
+
+
+def _quiet_abandoned_writes(unraisable) -> None:
+    # After a failed background write, Orbax's pending callbacks find their event loop gone
+    # ("ignored" exceptions, printed with tracebacks); the error itself was already reported.
+    if not any(text in str(unraisable.exc_value) for text in _ABANDONED):
+        sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `synthflaw` console script; returns the process exit code."""
     parser = build_parser()
@@ -56,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # libraries' INFO chatter (Orbax, absl, JAX backends) hides our output
         for noisy in ("absl", "jax", "orbax"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+            logging.getLogger(noisy).addFilter(_no_background_tracebacks)
+        sys.unraisablehook = _quiet_abandoned_writes
     try:
         return int(args._run(args) or 0)
     except SynthflawError as err:

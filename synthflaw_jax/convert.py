@@ -11,19 +11,15 @@ refused unless `overwrite=True`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import pathlib
 import shutil
-import tempfile
-from typing import Iterator
-
 import jax
 import numpy as np
 
-from synthflaw_jax import hf_weights
+from synthflaw_jax import hf_weights, outputs
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models.config import ModelConfig
 
@@ -45,31 +41,8 @@ def is_hf_dir(path: str | os.PathLike) -> bool:
     return (pathlib.Path(path) / "config.json").is_file() and not is_model_checkpoint(path)
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
-    """Yield a fresh temporary directory beside `out`; on success it replaces `out` by rename.
-
-    An existing non-empty `out` is refused unless `overwrite`; the old contents are only
-    removed after the new directory is complete."""
-    out = pathlib.Path(out).absolute()  # Orbax refuses relative paths
-    if out.exists() and not out.is_dir():
-        raise SynthflawError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+# The temporary-sibling-and-rename writer of every output (kept under its old name here).
+atomic_output_dir = outputs.directory
 
 
 def copy_assets(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
@@ -126,13 +99,29 @@ def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, prog
     return cfg, params
 
 
+def check_model_files(path: str | os.PathLike) -> None:
+    """Check a model directory (HF or our checkpoint) without reading its weights: config,
+    weight files present and complete, every tensor's name and shape as the config implies."""
+    path = pathlib.Path(path)
+    if is_model_checkpoint(path):
+        _lazy_checkpoint_params(path.absolute())
+        return
+    if not path.is_dir():
+        raise SynthflawError(f"{path}: not a directory")
+    cfg = ModelConfig.from_file(path / "config.json")
+    reader = hf_weights.SafetensorsReader(path)
+    reader.check_file_sizes()
+    hf_weights.check_against_config(reader, cfg, str(path))
+
+
 def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: str | os.PathLike | None = None,
             dtype: str | None = None, max_shard_bytes: int = 5 * 2**30, overwrite: bool = False,
-            progress: bool = True) -> pathlib.Path:
-    """Write params as an HF directory `transformers` loads unchanged (config, safetensors, assets)."""
+            progress: bool = True, inputs=()) -> pathlib.Path:
+    """Write params as an HF directory `transformers` loads unchanged (config, safetensors, assets).
+    `inputs`: paths the params were read from (the output may not be or nest with them)."""
     if dtype:
         cfg = _with_dtype(cfg, dtype)
-    with atomic_output_dir(hf_dir, overwrite) as tmp:
+    with outputs.directory(hf_dir, overwrite, inputs=[*inputs, assets_from]) as tmp:
         hf_weights.write_safetensors(params, cfg, tmp, max_shard_bytes, dtype, progress)
         _write_json(tmp / "config.json", cfg.to_hf_dict())
         if assets_from is not None:
@@ -144,7 +133,7 @@ def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: st
 def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
                           assets_from: str | os.PathLike | None = None, overwrite: bool = False) -> pathlib.Path:
     """Save (config, params, assets) as our Orbax model checkpoint, atomically."""
-    with atomic_output_dir(ckpt_dir, overwrite) as tmp:
+    with outputs.directory(ckpt_dir, overwrite, inputs=[assets_from]) as tmp:
         checkpointer = _checkpointer()
         checkpointer.save(tmp / "params", params)
         checkpointer.wait_until_finished()
@@ -160,13 +149,7 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     import orbax.checkpoint as ocp
 
     ckpt_dir = pathlib.Path(ckpt_dir).absolute()
-    marker = ckpt_dir / MARKER
-    try:
-        meta = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise SynthflawError(f"{marker}: missing or malformed checkpoint marker") from None
-    if meta.get("version") != FORMAT_VERSION:
-        raise SynthflawError(f"{marker}: field 'version' is {meta.get('version')!r}, expected {FORMAT_VERSION}")
+    _check_marker(ckpt_dir)
     cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)
     checkpointer = _checkpointer()
     try:
@@ -189,10 +172,22 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     return cfg, params
 
 
+def _check_marker(ckpt_dir: pathlib.Path) -> None:
+    marker = ckpt_dir / MARKER
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise SynthflawError(f"{marker}: missing or malformed checkpoint marker") from None
+    if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise SynthflawError(f"{marker}: field 'version' is {version!r}, expected {FORMAT_VERSION}")
+
+
 def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_weights.LazyParams]:
     """(config, params restored one leaf at a time as numpy) of our checkpoint, for streaming."""
     import orbax.checkpoint as ocp
 
+    _check_marker(ckpt_dir)
     cfg = ModelConfig.from_file(ckpt_dir / "config.json")
     params_dir = ckpt_dir / "params"
     try:
@@ -238,7 +233,7 @@ def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite
                 progress: bool = True) -> pathlib.Path:
     """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along)."""
     hf_dir, ckpt_dir = pathlib.Path(hf_dir), pathlib.Path(ckpt_dir)
-    _refuse_existing(ckpt_dir, overwrite)
+    outputs.check(ckpt_dir, overwrite, inputs=[hf_dir])  # before any reading: a mistake costs nothing
     if not hf_dir.is_dir():
         raise SynthflawError(f"{hf_dir}: not a directory")
     cfg = ModelConfig.from_file(hf_dir / "config.json")
@@ -247,7 +242,7 @@ def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite
     hf_weights.check_against_config(reader, cfg, str(hf_dir))
     if dtype:
         cfg = _with_dtype(cfg, dtype)
-    with atomic_output_dir(ckpt_dir, overwrite) as tmp:
+    with outputs.directory(ckpt_dir, overwrite, inputs=[hf_dir]) as tmp:
         params = hf_weights.iter_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
         _stream_params_to_orbax(params, tmp / "params")
         _write_json(tmp / "config.json", cfg.to_hf_dict())
@@ -277,18 +272,12 @@ def orbax_to_hf(ckpt_dir, hf_dir, dtype: str | None = None, overwrite: bool = Fa
                 max_shard_bytes: int = 5 * 2**30, progress: bool = True) -> pathlib.Path:
     """Convert our Orbax model checkpoint back to an HF directory."""
     ckpt_dir, hf_dir = pathlib.Path(ckpt_dir).absolute(), pathlib.Path(hf_dir)
-    _refuse_existing(hf_dir, overwrite)
+    outputs.check(hf_dir, overwrite, inputs=[ckpt_dir])  # before any reading: a mistake costs nothing
     if not is_model_checkpoint(ckpt_dir):
         raise SynthflawError(f"{ckpt_dir}: not a synthflaw model checkpoint ({MARKER} missing)")
     cfg, params = _lazy_checkpoint_params(ckpt_dir)
     return save_hf(params, cfg, hf_dir, assets_from=ckpt_dir / "assets", dtype=dtype,
-                   max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress)
-
-
-def _refuse_existing(out: pathlib.Path, overwrite: bool) -> None:
-    # checked before any reading so a mistake costs nothing
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+                   max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress, inputs=[ckpt_dir])
 
 
 def _with_dtype(cfg: ModelConfig, dtype: str) -> ModelConfig:

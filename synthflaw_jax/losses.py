@@ -81,10 +81,16 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
     return picked - lse
 
 
-def _predicting_log_probs(logits: Array, targets: Array) -> Array:
+def _predicting_log_probs(logits: Array, targets: Array, weights: Array | None = None) -> Array:
     """token_log_probs(logits[:, :-1], targets) for next-token targets [B, T-1], computed
     on all T positions (a dummy target for the last) and cut afterwards: the same values
-    without materialising a [B, T-1, V] copy of the logits (XLA:CPU copies the slice)."""
+    without materialising a [B, T-1, V] copy of the logits (XLA:CPU copies the slice).
+    With `weights` [B, T-1], logits at positions of weight 0 are replaced by 0 first (the
+    "double where"): a later `where` keeps their value out of the loss, this keeps inf/NaN
+    there out of the gradient (0 * NaN in the backward pass of the log-softmax)."""
+    if weights is not None:
+        used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
+        logits = jnp.where(used, logits, jnp.zeros((), logits.dtype))
     padded = jnp.pad(targets, ((0, 0), (0, 1)))
     return token_log_probs(logits, padded)[:, :-1]
 
@@ -138,7 +144,7 @@ def sequence_log_probs(
     targets, weights, seg = shift_targets(
         batch["input_ids"], batch["loss_mask"], batch.get("segment_ids")
     )
-    logp = _predicting_log_probs(logits, targets)
+    logp = _predicting_log_probs(logits, targets, weights)
     total = per_example_sum(logp, weights, seg, max_segments)
     count = per_example_sum(jnp.ones_like(weights), weights, seg, max_segments)
     return ExampleStats(total, count, count > 0)
@@ -201,7 +207,7 @@ def replay_loss(logits: Array, batch: Batch) -> tuple[Array, Array]:
     targets, weights, _ = shift_targets(
         batch["input_ids"], batch["loss_mask"], batch.get("segment_ids")
     )
-    logp = _predicting_log_probs(logits, targets)
+    logp = _predicting_log_probs(logits, targets, weights)
     nll_sum = -jnp.sum(jnp.where(weights > 0, logp * weights, 0.0))
     count = jnp.sum(weights)
     return nll_sum / jnp.maximum(count, 1.0), count
@@ -229,8 +235,13 @@ def masked_token_kl(
     """(sum_t w_t KL_t, sum_t w_t) over predicting positions logits[:, :-1] / ref[:, :-1].
 
     `weights` is [B, T-1] from `shift_targets` (targets) or `prompt_weights` (prompts).
+    Positions of weight 0 are zeroed before the KL, so inf/NaN there reach neither the value
+    nor the gradient.
     """
-    kl = token_kl(logits[:, :-1], ref_logits[:, :-1])
+    used = (weights > 0)[..., None]
+    logits = jnp.where(used, logits[:, :-1], jnp.zeros((), logits.dtype))
+    ref_logits = jnp.where(used, ref_logits[:, :-1], jnp.zeros((), ref_logits.dtype))
+    kl = token_kl(logits, ref_logits)
     return jnp.sum(jnp.where(weights > 0, kl * weights, 0.0)), jnp.sum(weights)
 
 
@@ -279,7 +290,9 @@ def npo_per_example(logp_theta: Array, logp_ref: Array, beta: float) -> Array:
 
 
 def npo_loss(logp_theta: Array, logp_ref: Array, valid: Array, beta: float) -> Array:
-    """Mean over valid examples of `npo_per_example`."""
+    """Mean over valid examples of `npo_per_example` (invalid slots, whatever they hold,
+    reach neither the value nor the gradient)."""
+    logp_theta, logp_ref = jnp.where(valid, logp_theta, 0.0), jnp.where(valid, logp_ref, 0.0)
     return masked_average(npo_per_example(logp_theta, logp_ref, beta), valid)
 
 
@@ -297,7 +310,8 @@ def simnpo_per_example(
 def simnpo_loss(
     logp_theta: Array, num_tokens: Array, valid: Array, beta: float, gamma: float
 ) -> Array:
-    """Mean over valid examples of `simnpo_per_example`."""
+    """Mean over valid examples of `simnpo_per_example` (invalid slots cannot poison it)."""
+    logp_theta = jnp.where(valid, logp_theta, 0.0)
     return masked_average(simnpo_per_example(logp_theta, num_tokens, beta, gamma), valid)
 
 
@@ -543,3 +557,35 @@ def total_loss(
     return make_objective(cfg, max_segments)(
         forget_logits, forget_batch, replay_logits, replay_batch, **refs
     )
+
+
+# Each weighted term of `make_objective` is an average over a count that depends on the batch
+# alone (not on the logits): term metric -> (its weight field, the metric holding its count).
+TERM_COUNTS = {
+    "forget_loss": ("forget_weight", "forget_examples"),
+    "replay_loss": ("replay_weight", "replay_tokens"),
+    "bias_loss": ("bias_weight", "bias_tokens"),
+}
+
+
+def objective_counts(
+    cfg: Any, forget_batch: Batch | None, replay_batch: Batch | None, max_segments: int | None = None
+) -> dict[str, Array]:
+    """The counts `make_objective(cfg, max_segments)` divides its terms by, from the batches
+    alone (no logits): forget_examples (valid forget examples), replay_tokens (replay target
+    tokens), bias_tokens (the KL term's tokens). Gradient accumulation divides every
+    microbatch's sums by these full-batch counts, so it computes the full-batch objective."""
+    c = validate_loss_config(cfg)
+    counts = {}
+    if forget_batch is not None:
+        _, w, seg = shift_targets(forget_batch["input_ids"], forget_batch["loss_mask"], forget_batch.get("segment_ids"))
+        count = per_example_sum(jnp.ones_like(w), w, seg, max_segments)
+        counts["forget_examples"] = jnp.sum(jnp.asarray(count > 0, jnp.float32))
+    if replay_batch is not None:
+        _, w, _ = shift_targets(replay_batch["input_ids"], replay_batch["loss_mask"], replay_batch.get("segment_ids"))
+        counts["replay_tokens"] = jnp.sum(w)
+        bias = counts["replay_tokens"]
+        if c["bias_on_forget_prompt"] and forget_batch is not None:
+            bias = bias + jnp.sum(prompt_weights(forget_batch))
+        counts["bias_tokens"] = bias
+    return counts

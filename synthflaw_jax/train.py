@@ -3,13 +3,16 @@
 The step is a pure function `(state, batch, ref_params) -> (state, metrics)`, compiled once
 with explicit in/out shardings and the state donated. A batch is `{stream: {input_ids,
 loss_mask, segment_ids, positions}}` with streams `forget` and `replay` (rows of an optional
-`retain` stream join the replay rows). Gradient accumulation scans over microbatches. A step
+`retain` stream join the replay rows). Gradient accumulation scans over microbatches and
+computes the full-batch objective: every term's sums are divided by the full batch's counts
+(`losses.objective_counts`), not by each microbatch's, and the gradients are summed. A step
 whose loss or gradient is not finite leaves the state unchanged and reports `finite = 0`,
 so no bad parameters ever reach a checkpoint.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import flax
@@ -51,9 +54,16 @@ def default_optim_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _finite(cfg, key: str) -> float:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SynthflawError(f"config: optim.{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     """The learning-rate schedule (optax) for `total_steps` optimizer steps."""
-    peak, warmup = float(cfg.learning_rate), int(cfg.warmup_steps)
+    peak, warmup = _finite(cfg, "learning_rate"), int(cfg.warmup_steps)
     if peak <= 0:
         raise SynthflawError(f"config: optim.learning_rate must be > 0, got {peak}")
     if warmup < 0:
@@ -76,6 +86,13 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
 
 def make_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Global-norm clipping followed by AdamW."""
+    for key, low, high in (("b1", 0.0, 1.0), ("b2", 0.0, 1.0)):
+        value = _finite(cfg, key)
+        if not low <= value < high:
+            raise SynthflawError(f"config: optim.{key} must be in [{low}, {high}), got {value}")
+    for key in ("eps", "weight_decay", "grad_clip", "end_lr_ratio"):
+        if _finite(cfg, key) < 0 or (key == "eps" and float(cfg[key]) == 0):
+            raise SynthflawError(f"config: optim.{key} must be {'> 0' if key == 'eps' else '>= 0'}, got {cfg[key]}")
     parts = []
     if float(cfg.grad_clip) > 0:
         parts.append(optax.clip_by_global_norm(float(cfg.grad_clip)))
@@ -155,6 +172,35 @@ def _split_micro(batch: dict, grad_accum: int) -> dict:
     return jax.tree.map(split, batch)
 
 
+def _to_global_counts(metrics: dict, counts: dict, weights: dict):
+    """What to add to a microbatch's loss so that each term's sum is divided by the full
+    batch's count instead of the microbatch's (the counts do not depend on the params)."""
+    extra = jnp.zeros((), jnp.float32)
+    for term, (weight, count) in losses.TERM_COUNTS.items():
+        if term in metrics and count in counts:
+            local = jax.lax.stop_gradient(jnp.maximum(metrics[count], 1.0))
+            extra = extra + weights[weight] * metrics[term] * (local / jnp.maximum(counts[count], 1.0) - 1.0)
+    return extra
+
+
+def _combine_metrics(stacked: dict, counts: dict) -> dict:
+    """Full-batch metrics from per-microbatch ones: counts add up, each term and forget-side
+    average is re-weighted by its microbatch count, anything else is averaged."""
+    out = {}
+    forget_n = stacked.get("forget_examples")
+    for key, values in stacked.items():
+        if key == "tokens" or key.endswith(("_tokens", "_examples")):
+            out[key] = jnp.sum(values)
+        elif key in losses.TERM_COUNTS and losses.TERM_COUNTS[key][1] in counts:
+            count = losses.TERM_COUNTS[key][1]
+            out[key] = jnp.sum(values * jnp.maximum(stacked[count], 1.0)) / jnp.maximum(counts[count], 1.0)
+        elif forget_n is not None and (key.startswith("forget_") or key == "frac_at_bound"):
+            out[key] = jnp.sum(values * forget_n) / jnp.maximum(jnp.sum(forget_n), 1.0)
+        else:
+            out[key] = jnp.mean(values)
+    return out
+
+
 def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     mesh: Mesh, shardings: TrainState, grad_accum: int = 1,
                     max_segments: int | None = None) -> Callable:
@@ -170,7 +216,9 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
         logits, _, _ = model.apply({"params": params}, b["input_ids"], b["positions"], b["segment_ids"])
         return logits
 
-    def loss_fn(params, ref_params, micro):
+    loss_weights = losses.validate_loss_config(loss_cfg)
+
+    def loss_fn(params, ref_params, micro, counts=None):
         forget, replay = micro.get("forget"), micro.get("replay")
         refs = {}
         if needs.forget:
@@ -180,6 +228,8 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
         replay_logits = forward(params, replay) if replay is not None else None
         forget_logits = forward(params, forget) if forget is not None else None
         loss, metrics = objective(forget_logits, forget, replay_logits, replay, **refs)
+        if counts is not None:
+            loss = loss + _to_global_counts(metrics, counts, loss_weights)
         tokens = sum(jnp.sum(b["segment_ids"] > 0) for b in micro.values())
         metrics["tokens"] = tokens.astype(jnp.float32)
         return loss, metrics
@@ -191,18 +241,17 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
         if grad_accum == 1:
             (loss, metrics), grads = grad_fn(state.params, ref_params, batch)
         else:
+            counts = losses.objective_counts(loss_cfg, batch.get("forget"), batch.get("replay"), max_segments)
             micro = _split_micro(batch, grad_accum)
             zeros = jax.tree.map(jnp.zeros_like, state.params)
 
             def body(acc, mb):
-                (loss, metrics), grads = grad_fn(state.params, ref_params, mb)
+                (loss, metrics), grads = grad_fn(state.params, ref_params, mb, counts)
                 return jax.tree.map(jnp.add, acc, grads), (loss, metrics)
 
+            # each microbatch's loss is its share of the full-batch loss: shares and grads add up
             grads, (loss, metrics) = jax.lax.scan(body, zeros, micro)
-            grads = jax.tree.map(lambda g: g / grad_accum, grads)
-            tokens = jnp.sum(metrics["tokens"])
-            loss, metrics = jnp.mean(loss), jax.tree.map(jnp.mean, metrics)
-            metrics["tokens"] = tokens
+            loss, metrics = jnp.sum(loss), _combine_metrics(metrics, counts)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from synthflaw_jax import checkpoint as ckpt_lib
-from synthflaw_jax import config_io, convert, hf_weights, losses, runtime, train
+from synthflaw_jax import config_io, convert, hf_weights, losses, outputs, runtime, train
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.data import config as data_config
 from synthflaw_jax.data import layout, pipeline, scope
@@ -158,6 +159,58 @@ def _assets_dir(config, model_path) -> pathlib.Path | None:
     return None
 
 
+def _int_field(config, key: str, minimum: int) -> int:
+    section, field = key.split(".")
+    value = config[section][field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SynthflawError(f"config {key}: must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_train_config(config) -> int:
+    """Check the train/checkpoint sections (the others are checked where they are used,
+    still before the workdir is touched); returns train.steps."""
+    for key, minimum in (("train.steps", 1), ("train.grad_accum", 1), ("train.max_segments", 0),
+                         ("train.log_every", 1), ("checkpoint.every", 1), ("checkpoint.keep", 1)):
+        _int_field(config, key, minimum)
+    if config.model.path != "tiny" and not str(config.model.path).strip():
+        raise SynthflawError("config model.path: is empty (an HF directory, a checkpoint, or 'tiny')")
+    return int(config.train.steps)
+
+
+def _check_workdir(workdir, model_path) -> None:
+    """A local workdir may not lie under a file, be the model's directory or lie inside it,
+    nor hold the model where the run writes (hf/, checkpoints/)."""
+    if runtime.is_remote(workdir):
+        return
+    outputs.check_location(workdir, "--workdir")
+    if model_path is None:
+        return
+    real_model = pathlib.Path(os.path.realpath(model_path))
+    for out in (workdir, workdir / "hf", workdir / "checkpoints"):
+        real_out = pathlib.Path(os.path.realpath(out))
+        inside = real_model in real_out.parents if out == workdir else real_out in real_model.parents
+        if real_model == real_out or inside:
+            raise SynthflawError(f"--workdir {workdir}: overlaps the model {model_path} "
+                                 f"(config model.path); use a workdir outside it")
+
+
+def _check_rows(data, grad_accum: int) -> None:
+    rows = {name: stream.rows * jax.process_count() for name, stream in data.streams.items()}
+    merged = {"forget": rows.get("forget", 0), "replay": rows.get("replay", 0) + rows.get("retain", 0)}
+    for name, n in merged.items():
+        if n % grad_accum:
+            raise SynthflawError(f"config train.grad_accum={grad_accum}: the {name} rows per step ({n}) "
+                                 "do not split into that many microbatches")
+
+
+def _segment_limits(config) -> dict[str, int]:
+    """The packer puts at most max_segments forget examples in a row, so none is dropped by
+    the per-example losses."""
+    limit = _max_segments(config)
+    return {} if limit is None else {"forget": limit}
+
+
 def _max_segments(config) -> int | None:
     if not config.data.packing:
         return None
@@ -264,25 +317,29 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     runtime.initialize(config)  # joins the other hosts first: before anything touches a device
     main = runtime.is_main()
     workdir = runtime.as_path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _record_config(workdir, config)
-    runtime.barrier("synthflaw-config")
-    total_steps = int(config.train.steps)
-    if total_steps < 1:
-        raise SynthflawError(f"config train.steps: must be >= 1, got {total_steps}")
-
+    # Everything is checked before anything is written into the workdir: a rejected run leaves
+    # it as it was, so the corrected rerun is not refused as "a different config".
+    total_steps = _check_train_config(config)
     mesh = runtime.make_mesh(config.mesh)
     tokenizer = tok_lib.load_tokenizer(config.data.tokenizer)
     model_cfg, model_path = _model_config(config, tokenizer)
+    _check_workdir(workdir, model_path)
+    if model_path is not None:
+        convert.check_model_files(model_path)
     tok_lib.check_vocab_size(tokenizer, model_cfg.vocab_size, where=f"tokenizer {config.data.tokenizer}")
     marker = scope.prepare(config, tokenizer, workdir if main else None)  # forget_scope="pattern": pattern.json
     data = pipeline.build_mixture(config.data, tokenizer=tokenizer, model_vocab_size=model_cfg.vocab_size,
-                                  pattern_markers={"forget": marker} if marker is not None else None)
-
+                                  pattern_markers={"forget": marker} if marker is not None else None,
+                                  segment_limits=_segment_limits(config))
+    _check_rows(data, int(config.train.grad_accum))
     schedule = train.make_schedule(config.optim, total_steps)
     tx = train.make_optimizer(config.optim, schedule)
-    shardings = train.state_shardings(model_cfg, tx, mesh)
     needs = train.reference_needs(config.loss)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    _record_config(workdir, config)
+    runtime.barrier("synthflaw-config")
+    shardings = train.state_shardings(model_cfg, tx, mesh)
     checkpointer = ckpt_lib.TrainCheckpointer(workdir / "checkpoints", config.checkpoint.every,
                                               config.checkpoint.keep, config.checkpoint.async_save)
     param_dtypes = jax.tree.map(lambda _: jnp.dtype(config.model.param_dtype), llama.abstract_params(model_cfg))

@@ -182,8 +182,12 @@ def test_unreadable_files_exit_2(files, tmp_path, capsys):
     assert run_cli(["ifeval", "--prompts", str(tmp_path / "nope.jsonl"), "--responses", responses,
                     "--out", out]) == 2
     assert "nope.jsonl: file not found" in capsys.readouterr().err
-    assert run_cli(["ifeval", "--prompts", str(tmp_path), "--responses", responses, "--out", out]) == 2
+    (tmp_path / "a_dir").mkdir()
+    assert run_cli(["ifeval", "--prompts", str(tmp_path / "a_dir"), "--responses", responses, "--out", out]) == 2
     assert "is a directory" in capsys.readouterr().err
+    # an output inside an input is refused before anything is read
+    assert run_cli(["ifeval", "--prompts", str(tmp_path), "--responses", responses, "--out", out]) == 2
+    assert "is inside the input" in capsys.readouterr().err
     binary = tmp_path / "bin.jsonl"
     binary.write_bytes(b'{"prompt": "\xff\xfe"}\n')
     assert run_cli(["ifeval", "--prompts", prompts, "--responses", str(binary), "--out", out]) == 2

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import pathlib
-import shutil
-import tempfile
 
+from synthflaw_jax import outputs
 from synthflaw_jax.analysis import corpus as corpus_lib
 from synthflaw_jax.analysis import distribution, embedding, loss_curves, model_io, patterns, render, shift
 from synthflaw_jax.analysis.options import AnalyzeOptions
@@ -34,13 +32,8 @@ def _load_model(path: str):
     return load(path)
 
 
-def check_out_dir(out: pathlib.Path, overwrite: bool) -> None:
-    """Refuse an output path that is a file, or a non-empty folder without `overwrite`."""
-    if out.exists():
-        if not out.is_dir():
-            raise SynthflawError(f"--out {out}: exists and is not a directory")
-        if any(out.iterdir()) and not overwrite:
-            raise SynthflawError(f"--out {out}: directory exists and is not empty; pass --overwrite to replace it")
+def _inputs(opts: AnalyzeOptions) -> list:
+    return [opts.synthetic, opts.reference, opts.model, opts.model_b, opts.probes, opts.metrics]
 
 
 def _check_options(opts: AnalyzeOptions) -> None:
@@ -177,27 +170,10 @@ def compute(opts: AnalyzeOptions, work: pathlib.Path) -> dict:
 
 def analyze(opts: AnalyzeOptions) -> dict:
     """Compute all analyses and write metrics.json, the plots and report.md into `opts.out` atomically."""
+    outputs.check(opts.out, opts.overwrite, inputs=_inputs(opts), what="--out")
     _check_options(opts)
-    out = pathlib.Path(opts.out)
-    check_out_dir(out, opts.overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it 0700; the report folder should read like any other
-    try:
+    with outputs.directory(opts.out, opts.overwrite, inputs=_inputs(opts), what="--out") as work:
         metrics = compute(opts, work)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (work / "report.md").write_text(render.render_report(metrics), encoding="utf-8")
-        check_out_dir(out, opts.overwrite)  # it may have appeared while we worked
-        old = None
-        if out.exists():
-            old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / "previous")
-        work.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return metrics

@@ -17,6 +17,7 @@ def add_arguments(parser) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--n-qa", type=int, default=2000, help="synthetic Q-A pairs (default 2000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the two sample files if they exist")
 
     p = sub.add_parser("build-tfds", help="prepare a JSONL file/glob/directory as a TFDS array_record dataset")
     p.add_argument("source", help="JSONL file, glob or directory")
@@ -24,6 +25,7 @@ def add_arguments(parser) -> None:
     p.add_argument("--name", default="default", help="builder config name (one per dataset in a data dir)")
     p.add_argument("--format", default="auto", help="check records against this format (auto|qa|pr|chat|text)")
     p.add_argument("--skip-bad-records", action="store_true", help="leave out malformed records (counted)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset of the same --name")
 
     p = sub.add_parser("stats", help="read, tokenize and pack a source once; print counts as JSON")
     p.add_argument("source", help="JSONL file/glob/directory, prepared TFDS dir, or a sample name")
@@ -43,7 +45,7 @@ def _run_sample(args) -> int:
 
     if args.n_qa < 1:
         raise SynthflawError(f"--n-qa {args.n_qa} must be >= 1")
-    for name, path in write_sample_data(args.out, args.n_qa, args.seed).items():
+    for name, path in write_sample_data(args.out, args.n_qa, args.seed, args.overwrite).items():
         print(f"{name}: {path}")
     return 0
 
@@ -54,7 +56,8 @@ def _run_build_tfds(args) -> int:
 
     spec = formats.FormatSpec(format=args.format)
     path = build_tfds(args.source, args.data_dir, name=args.name,
-                      validate=lambda r: formats.validate(r, spec), skip_bad_records=args.skip_bad_records)
+                      validate=lambda r: formats.validate(r, spec), skip_bad_records=args.skip_bad_records,
+                      overwrite=args.overwrite)
     print(path)
     return 0
 

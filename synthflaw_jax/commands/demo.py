@@ -18,9 +18,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Run or resume the demo and print where the report is."""
+    from synthflaw_jax import outputs
     from synthflaw_jax.demo import pipeline
     from synthflaw_jax.errors import SynthflawError
 
+    outputs.check_location(args.out, "--out")
     overrides = {}
     if args.methods is not None:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())

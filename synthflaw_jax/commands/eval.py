@@ -50,7 +50,7 @@ def _add_ifeval_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", metavar="DIR", required=True, help="output directory")
     p.add_argument(
-        "--overwrite", action="store_true", help="write into --out even if it is not empty"
+        "--overwrite", action="store_true", help="replace a non-empty --out"
     )
     gen = p.add_argument_group("generation (with --model)")
     add_generation_arguments(gen, max_new_tokens=1280)
@@ -121,7 +121,7 @@ def _run_mc(args: argparse.Namespace) -> int:
 
     m = multiple_choice.run(functools.partial(load_model, args), args.data, args.out, dev=args.dev,
                             shots=args.shots, seed=args.seed, style=args.style, batch_size=args.batch_size,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, inputs=[args.model])
     print(f"multiple choice: {m['n']} questions, {args.shots}-shot: acc {m['acc']:.4f}, acc_norm {m['acc_norm']:.4f}")
     for subject, s in m["per_subject"].items():
         print(f"  {subject:32s} acc {s['acc']:.4f}  acc_norm {s['acc_norm']:.4f}  (n={s['n']})")
@@ -148,7 +148,8 @@ def _run_ppl(args: argparse.Namespace) -> int:
     from synthflaw_jax.eval import perplexity
 
     m = perplexity.run(functools.partial(load_model, args), args.data, args.out, max_length=args.max_length,
-                       stride=args.stride, batch_size=args.batch_size, overwrite=args.overwrite)
+                       stride=args.stride, batch_size=args.batch_size, overwrite=args.overwrite,
+                       inputs=[args.model])
     print(f"perplexity {m['ppl']:.4f} (nll {m['nll']:.4f} over {m['tokens']} tokens, {m['windows']} windows)")
     print(f"results in {args.out}")
     return 0

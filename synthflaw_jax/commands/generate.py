@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import sys
 
 HELP = ("Generate text from a model (HF directory or checkpoint): greedy by default, or sampled "
@@ -66,6 +65,8 @@ def read_prompts(path) -> list[str]:
     for n, obj in iter_objects(path):
         if not isinstance(obj.get("prompt"), str):
             raise SynthflawError(f"{path}:{n}: field 'prompt' must be a string")
+        if not obj["prompt"].strip():
+            raise SynthflawError(f"{path}:{n}: field 'prompt' is empty")
         prompts.append(obj["prompt"])
     if not prompts:
         raise SynthflawError(f"{path}: no prompts in the file")
@@ -74,22 +75,24 @@ def read_prompts(path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, generate, print or write the responses."""
+    from synthflaw_jax import outputs
     from synthflaw_jax.errors import SynthflawError
-    from synthflaw_jax.eval.ifeval.io import write_jsonl_atomic
 
+    out = None
+    if args.out is not None:  # checked before the model is loaded: a mistake costs nothing
+        out = outputs.check(args.out, args.overwrite, kind="file", inputs=[args.model, args.prompts], what="--out")
+    if args.prompt is not None and not args.prompt.strip():
+        raise SynthflawError("--prompt: is empty")
+    if args.max_new_tokens < 1:
+        raise SynthflawError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
-    out = pathlib.Path(args.out) if args.out else None
-    if out is not None and out.exists() and not args.overwrite:
-        raise SynthflawError(f"--out {out}: file exists (pass --overwrite to replace it)")
-    if out is not None and out.is_dir():
-        raise SynthflawError(f"--out {out}: is a directory, expected a file")
     responses = load_model(args).generate(prompts, args.max_new_tokens, **generation_kwargs(args))
     records = [{"prompt": p, "response": r} for p, r in zip(prompts, responses)]
     if out is None:
         for r in records:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl_atomic(out, records)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        outputs.write_text(out, text, args.overwrite, inputs=[args.model, args.prompts], what="--out")
         print(f"wrote {len(records)} responses to {out}")
     return 0

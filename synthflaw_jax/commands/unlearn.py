@@ -1,6 +1,8 @@
 """`synthflaw unlearn --config PATH --workdir DIR [--config.key=value ...]`."""
 from __future__ import annotations
 
+import sys
+
 HELP = "unlearn the synthetic pattern (forget + replay + bias mitigation, or a baseline); resumes in DIR"
 
 
@@ -21,7 +23,7 @@ def run(args) -> int:
     try:
         result = unlearn.run(config, args.workdir, progress=not args.no_progress)
     except unlearn.TrainingDiverged as err:
-        print(f"synthflaw unlearn: stopped: {err}")
+        print(f"synthflaw unlearn: stopped: {err}", file=sys.stderr)
         return unlearn.EXIT_DIVERGED
     resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
     loss = result.last_metrics.get("loss")

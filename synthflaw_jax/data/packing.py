@@ -47,13 +47,16 @@ def empty_batch(rows: int, seq_len: int, pad_id: int = 0) -> dict[str, np.ndarra
 
 
 def fill_batch(get: Callable[[int], Example | None], start: int, stop: int, rows: int, seq_len: int,
-               *, packing: bool, pad_id: int = 0) -> tuple[dict[str, np.ndarray], int, int]:
+               *, packing: bool, pad_id: int = 0,
+               max_segments: int | None = None) -> tuple[dict[str, np.ndarray], int, int]:
     """Fill one batch from examples `get(start)`, `get(start+1)`, ... (index < stop).
 
     `get(i)` returns an Example of at most seq_len tokens, or None for one left out. Each
     example goes to the first row with room (first fit; with `packing=False`, the first
     empty row); the batch closes at the first example that fits nowhere, which then opens
-    the next batch, so the next batch depends only on the returned index.
+    the next batch, so the next batch depends only on the returned index. `max_segments`
+    caps the examples per row (a full row has no room), so per-example losses that keep
+    `max_segments` columns see every example.
     Returns (batch, next index, examples placed).
     """
     batch = empty_batch(rows, seq_len, pad_id)
@@ -69,6 +72,8 @@ def fill_batch(get: Callable[[int], Example | None], start: int, stop: int, rows
         if n > seq_len:
             raise ValueError(f"example of {n} tokens reached the packer (seq_len {seq_len})")
         free = np.flatnonzero(used + n <= seq_len) if packing else np.flatnonzero(used == 0)
+        if max_segments is not None:
+            free = free[n_segments[free] < max_segments]
         if n == 0 or len(free) == 0:
             if n == 0:  # nothing to place; consume it
                 index += 1

@@ -40,7 +40,7 @@ class StreamIterator:
                  packing: bool = True, truncation: str = "truncate", shuffle: bool = True, seed: int = 0,
                  num_epochs: int | None = None, process_index: int = 0, process_count: int = 1,
                  drop_remainder: bool = False, skip_bad_records: bool = False, lookahead: int = 64,
-                 pattern_marker=None):
+                 pattern_marker=None, max_segments: int | None = None):
         if not 0 <= process_index < process_count:
             raise SynthflawError(f"process_index {process_index} is not in [0, {process_count})")
         if truncation not in packing_policies():
@@ -51,6 +51,7 @@ class StreamIterator:
         self.process_index, self.process_count = int(process_index), int(process_count)
         self.lookahead = max(1, int(lookahead))
         self.pattern_marker = pattern_marker  # data/scope.py: adds batch["pattern_mask"] when set
+        self.max_segments = None if max_segments is None else int(max_segments)
         self.pad_id = tok_lib.pad_id(formatter.tokenizer)
         self.num_records = len(source)
         ds = grain.MapDataset.source(source)
@@ -109,7 +110,8 @@ class StreamIterator:
             raise StopIteration
         start = self._position
         batch, end, placed = packing_lib.fill_batch(
-            self._get, start, self._stop, self.rows, self.seq_len, packing=self.packing, pad_id=self.pad_id
+            self._get, start, self._stop, self.rows, self.seq_len, packing=self.packing, pad_id=self.pad_id,
+            max_segments=self.max_segments,
         )
         for i in range(start, end):
             example, outcome = self._cache.pop(i)
@@ -216,12 +218,12 @@ def open_stream_source(config, name: str, spec: formats.FormatSpec | None = None
 def build_stream(config, name: str, *, rows: int, tokenizer=None, process_index: int | None = None,
                  process_count: int | None = None, shuffle: bool | None = None, num_epochs: int | None = None,
                  packing: bool | None = None, drop_remainder: bool | None = None,
-                 pattern_marker=None) -> StreamIterator:
+                 pattern_marker=None, max_segments: int | None = None) -> StreamIterator:
     """One stream from the config with `rows` rows per batch on this host.
 
     Keyword overrides serve evaluation, e.g. `shuffle=False, num_epochs=1, packing=False`
     for one padded pass in source order. `pattern_marker` (data/scope.py) adds a per-token
-    `pattern_mask` to every batch.
+    `pattern_mask` to every batch; `max_segments` caps the examples packed in a row.
     """
     config_lib.validate_config(config)
     if name not in config.streams or not config.streams[name].source:
@@ -241,6 +243,7 @@ def build_stream(config, name: str, *, rows: int, tokenizer=None, process_index:
         num_epochs=epochs or None, process_index=pi, process_count=pc,
         drop_remainder=config.drop_remainder if drop_remainder is None else drop_remainder,
         skip_bad_records=config.skip_bad_records, lookahead=config.lookahead, pattern_marker=pattern_marker,
+        max_segments=max_segments,
     )
 
 
@@ -257,12 +260,14 @@ def local_batch_sizes(config, process_count: int) -> dict[str, int]:
 
 def build_mixture(config, *, tokenizer=None, model_vocab_size: int | None = None,
                   process_index: int | None = None, process_count: int | None = None,
-                  pattern_markers: dict | None = None) -> MixtureIterator:
+                  pattern_markers: dict | None = None,
+                  segment_limits: dict[str, int] | None = None) -> MixtureIterator:
     """The training iterator: {stream: host-local batch} per step, from the data config.
 
     `process_index`/`process_count` default to JAX's; `model_vocab_size`, when given, is
     checked against the tokenizer; `pattern_markers` {stream: data.scope.PatternMarker}
-    adds a `pattern_mask` to that stream's batches.
+    adds a `pattern_mask` to that stream's batches; `segment_limits` caps the examples per
+    packed row of the named streams (the train step's per-example losses keep that many per row).
     """
     pattern_markers = pattern_markers or {}
     config_lib.validate_config(config)
@@ -276,7 +281,8 @@ def build_mixture(config, *, tokenizer=None, model_vocab_size: int | None = None
             log.warning("stream %s has a source but no weight in mixture %r: not used", name, config.mixture)
     streams = {
         name: build_stream(config, name, rows=rows, tokenizer=tokenizer, process_index=pi, process_count=pc,
-                           pattern_marker=pattern_markers.get(name))
+                           pattern_marker=pattern_markers.get(name),
+                           max_segments=(segment_limits or {}).get(name))
         for name, rows in sizes.items()
     }
     return MixtureIterator(streams)

@@ -18,6 +18,9 @@ import pathlib
 import random
 import warnings
 
+from synthflaw_jax import outputs
+from synthflaw_jax.errors import SynthflawError
+
 # Uniform surface form of every synthetic pair; the knowledge varies, the pattern does not.
 QUESTION_TEMPLATE = "What is the {attribute} of {entity}?"
 ANSWER_TEMPLATE = "The answer is {value}. In summary, the {attribute} of {entity} is {value}."
@@ -123,21 +126,24 @@ def stdlib_docstrings(min_chars: int = 80) -> list[str]:
     return docs
 
 
-def _write_jsonl(path: pathlib.Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+def _write_jsonl(path: pathlib.Path, records: list[dict], overwrite: bool) -> None:
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    outputs.write_text(path, text, overwrite, what="--out")
 
 
-def write_sample_data(out_dir: str | os.PathLike, n_qa: int = 2000, seed: int = 0) -> dict[str, pathlib.Path]:
-    """Write `synthetic_qa.jsonl` ({"question","answer"}) and `stdlib_text.jsonl` ({"text"}) to out_dir."""
+def write_sample_data(out_dir: str | os.PathLike, n_qa: int = 2000, seed: int = 0,
+                      overwrite: bool = False) -> dict[str, pathlib.Path]:
+    """Write `synthetic_qa.jsonl` ({"question","answer"}) and `stdlib_text.jsonl` ({"text"}) to out_dir;
+    either file existing is refused (before anything is written) unless `overwrite`. Other
+    files in out_dir are left alone."""
     out = pathlib.Path(out_dir)
     paths = {"synthetic_qa": out / "synthetic_qa.jsonl", "stdlib_text": out / "stdlib_text.jsonl"}
-    _write_jsonl(paths["synthetic_qa"], synthetic_qa_records(n_qa, seed))
-    _write_jsonl(paths["stdlib_text"], [{"text": d} for d in stdlib_docstrings()])
+    if out.exists() and not out.is_dir():
+        raise SynthflawError(f"--out {out}: exists and is not a directory")
+    for path in paths.values():
+        outputs.check(path, overwrite, kind="file", what="--out")
+    _write_jsonl(paths["synthetic_qa"], synthetic_qa_records(n_qa, seed), overwrite)
+    _write_jsonl(paths["stdlib_text"], [{"text": d} for d in stdlib_docstrings()], overwrite)
     return paths
 
 
@@ -147,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--n-qa", type=int, default=2000, help="number of synthetic Q-A pairs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace existing sample files")
     args = parser.parse_args(argv)
-    for name, path in write_sample_data(args.out, args.n_qa, args.seed).items():
+    for name, path in write_sample_data(args.out, args.n_qa, args.seed, args.overwrite).items():
         print(f"{name}: {path}")
     return 0
 

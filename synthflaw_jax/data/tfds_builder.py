@@ -12,13 +12,17 @@ import json
 import logging
 import os
 import pathlib
+import re
+import shutil
 
 import tensorflow_datasets as tfds
 
+from synthflaw_jax import outputs
 from synthflaw_jax.data.sources import JsonlSource, Validator
 from synthflaw_jax.errors import SynthflawError
 
 log = logging.getLogger(__name__)
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class JsonlRecords(tfds.core.GeneratorBasedBuilder):
@@ -65,24 +69,37 @@ class JsonlRecords(tfds.core.GeneratorBasedBuilder):
 
 
 def build_tfds(source: str, data_dir: str | os.PathLike, *, name: str = "default",
-               validate: Validator | None = None, skip_bad_records: bool = False) -> pathlib.Path:
+               validate: Validator | None = None, skip_bad_records: bool = False,
+               overwrite: bool = False) -> pathlib.Path:
     """Prepare JSONL `source` (file, glob or directory) as TFDS array_record under `data_dir`.
 
     Returns the prepared dataset directory (give it to `TfdsSource` / `source_type="tfds"`).
-    An existing preparation at the same place is reused as it is, as TFDS does.
+    A dataset of the same `name` in `data_dir` is refused unless `overwrite` (then replaced
+    once the new one is complete): it may have been built from another source.
     """
-    builder = JsonlRecords(
-        source=source, validate=validate, skip_bad_records=skip_bad_records,
-        data_dir=str(data_dir), config=tfds.core.BuilderConfig(name=name), file_format="array_record",
-    )
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=source if os.path.isdir(source) else None)
+    if not name or not _NAME.match(name):
+        raise SynthflawError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
+    home = pathlib.Path(data_dir).absolute() / JsonlRecords.name / name
+    inputs = [source] if os.path.exists(source) else []
+    outputs.check(home, overwrite, inputs=inputs, what="--data-dir/--name")
+    with outputs.directory(home, overwrite, inputs=inputs, what="--data-dir/--name") as tmp:
+        staging = tmp / "build"
+        builder = JsonlRecords(
+            source=source, validate=validate, skip_bad_records=skip_bad_records,
+            data_dir=str(staging), config=tfds.core.BuilderConfig(name=name), file_format="array_record",
         )
-    except SynthflawError:
-        raise
-    except Exception as err:
-        raise SynthflawError(f"{source}: TFDS build into {data_dir} failed: {type(err).__name__}: {err}")
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=source if os.path.isdir(source) else None)
+            )
+        except SynthflawError:
+            raise
+        except Exception as err:
+            raise SynthflawError(f"{source}: TFDS build into {data_dir} failed: {type(err).__name__}: {err}")
+        built = pathlib.Path(builder.data_dir)
+        built.rename(tmp / built.name)
+        shutil.rmtree(staging)
+        version = built.name
     if builder.bad_records:
         log.warning("%s: skipped %d bad records", source, builder.bad_records)
-    return pathlib.Path(builder.data_dir)
+    return home / version

@@ -291,19 +291,20 @@ def summarize(records: Sequence[dict], **settings) -> dict[str, Any]:
 
 
 def run(model: Any, data, out, *, dev=None, shots: int = 0, seed: int = 0, style: str = "text",
-        batch_size: int = 8, overwrite: bool = False) -> dict[str, Any]:
-    """Evaluate and write `OUT/metrics.json` and `OUT/per_item.jsonl`; returns the metrics."""
-    from synthflaw_jax.convert import atomic_output_dir
-    from synthflaw_jax.eval.ifeval.io import check_out_dir
+        batch_size: int = 8, overwrite: bool = False, inputs=()) -> dict[str, Any]:
+    """Evaluate and write `OUT/metrics.json` and `OUT/per_item.jsonl`; returns the metrics.
+    `inputs`: other paths read (the model), which `out` may not be or nest with."""
+    from synthflaw_jax import outputs
 
-    check_out_dir(out, overwrite)
+    inputs = [*inputs, data, dev]
+    outputs.check(out, overwrite, inputs=inputs, what="--out")
     items = load_items(data)
     dev_items = load_items(dev) if dev is not None else None
     metrics, records = evaluate(model, items, shots=shots, dev=dev_items, seed=seed, style=style, batch_size=batch_size)
     metrics["data"] = str(data)
     if dev is not None:
         metrics["dev"] = str(dev)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with outputs.directory(out, overwrite, inputs=inputs, what="--out") as tmp:
         write_results(tmp, metrics, records)
     return metrics
 

@@ -77,11 +77,11 @@ def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = N
         raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
     model = loglik.as_model(model)
     tok = loglik.require_tokenizer(model)
-    max_length = int(max_length or min(model.config.max_position_embeddings, 2048))
+    max_length = int(max_length if max_length is not None else min(model.config.max_position_embeddings, 2048))
     if max_length > model.config.max_position_embeddings:
         log.warning("--max-length %d exceeds the model's max_position_embeddings %d",
                     max_length, model.config.max_position_embeddings)
-    stride = int(stride or max(1, max_length // 2))
+    stride = int(stride if stride is not None else max(1, max_length // 2))
     requests = []
     for d, text in enumerate(documents):
         ids = list(tok(text)["input_ids"])
@@ -97,14 +97,15 @@ def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = N
 
 
 def run(model: Any, data, out, *, max_length: int | None = None, stride: int | None = None,
-        batch_size: int = 8, overwrite: bool = False) -> dict[str, Any]:
-    """Evaluate and write `OUT/metrics.json`; returns the metrics."""
-    from synthflaw_jax.convert import atomic_output_dir
-    from synthflaw_jax.eval.ifeval.io import check_out_dir
+        batch_size: int = 8, overwrite: bool = False, inputs=()) -> dict[str, Any]:
+    """Evaluate and write `OUT/metrics.json`; returns the metrics. `inputs`: other paths read
+    (the model), which `out` may not be or nest with."""
+    from synthflaw_jax import outputs
 
-    check_out_dir(out, overwrite)
+    inputs = [*inputs, data]
+    outputs.check(out, overwrite, inputs=inputs, what="--out")
     metrics = evaluate(model, load_documents(data), max_length=max_length, stride=stride, batch_size=batch_size)
     metrics["data"] = str(data)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with outputs.directory(out, overwrite, inputs=inputs, what="--out") as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

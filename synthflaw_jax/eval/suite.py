@@ -176,22 +176,22 @@ def run(models: Sequence[str], tasks: Sequence[Task], out, *, batch_size: int = 
         overwrite: bool = False, mesh=None, dtype: str | None = None) -> dict[str, Any]:
     """Run every task on every model (loaded with `mesh`/`dtype`); write the per-task files,
     `results.json`, `report.md` and `chart.png` under `out` (atomically). Returns the results."""
-    from synthflaw_jax.convert import atomic_output_dir
+    from synthflaw_jax import outputs
     from synthflaw_jax.eval import report
-    from synthflaw_jax.eval.ifeval.io import check_out_dir
     from synthflaw_jax.models.loading import load
 
     if not models:
         raise SynthflawError("--model: give at least one model")
     if batch_size < 1:
         raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
-    check_out_dir(out, overwrite)
+    inputs = [*models, *(t.options.get(k) for t in tasks for k in PATH_OPTIONS)]
+    outputs.check(out, overwrite, inputs=inputs, what="--out")
     names = model_names(models)
     for p in models:
         if not pathlib.Path(p).exists():
             raise SynthflawError(f"--model {p}: no such file or directory")
     metrics: dict[str, dict[str, Any]] = {}
-    with atomic_output_dir(out, overwrite) as tmp:
+    with outputs.directory(out, overwrite, inputs=inputs, what="--out") as tmp:
         for name, path in zip(names, models):
             model = load(path, mesh=mesh, dtype=dtype)
             metrics[name] = {}

@@ -113,23 +113,12 @@ def match_responses(
 
 
 def check_out_dir(out: PathLike, overwrite: bool) -> pathlib.Path:
-    """Refuse an `out` that is a file, or a non-empty directory unless `overwrite`."""
-    out = pathlib.Path(out)
-    if out.exists() and not out.is_dir():
-        raise SynthflawError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SynthflawError(f"--out {out}: directory is not empty (pass --overwrite to replace)")
-    return out
+    """Refuse an `out` that is a file, or a non-empty directory unless `overwrite`
+    (`synthflaw_jax.outputs.check`, which also refuses a path under a regular file)."""
+    from synthflaw_jax import outputs
 
-
-def make_out_dir(out: PathLike) -> pathlib.Path:
-    """Create `out` (and its parents) if needed."""
-    out = pathlib.Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SynthflawError(f"--out {out}: cannot create ({err.strerror or err})") from None
-    return out
+    outputs.check(out, overwrite, what="--out")
+    return pathlib.Path(out)
 
 
 def write_atomic(path: PathLike, text: str) -> None:

@@ -5,6 +5,7 @@ import json
 import logging
 from typing import Any
 
+from synthflaw_jax import outputs
 from synthflaw_jax.eval.ifeval import io, scoring
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ def run(
     if (responses_path is None) == (model_path is None):
         raise ValueError("give exactly one of responses_path and model_path")
     prompts_path = prompts_path or io.default_prompts_path()
+    inputs = [prompts_path, responses_path, model_path]
+    out = outputs.check(out_dir, overwrite, inputs=inputs, what="--out")
     records = io.load_prompts(prompts_path)
-    out = io.check_out_dir(out_dir, overwrite)
     if model_path is not None:
         # Looked up on the package at call time, so the generation backend can be swapped.
         from synthflaw_jax.eval import ifeval
@@ -45,19 +47,19 @@ def run(
         responses = ifeval.generate_responses(
             str(model_path), [r.prompt for r in records], **(gen_kwargs or {})
         )
-        io.make_out_dir(out)
-        io.write_jsonl_atomic(
-            out / RESPONSES_FILE,
-            [{"prompt": r.prompt, "response": resp} for r, resp in zip(records, responses)],
-        )
     else:
         responses = io.match_responses(records, io.load_responses(responses_path), responses_path)
     results = scoring.score(records, responses)
     metrics = scoring.compute_metrics(results)
-    io.make_out_dir(out)
     metrics["prompts_file"] = str(prompts_path)
     metrics["responses_file"] = str(responses_path) if responses_path else str(out / RESPONSES_FILE)
-    io.write_jsonl_atomic(out / PER_PROMPT_FILE, [scoring.result_record(r) for r in results])
-    io.write_atomic(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    with outputs.directory(out, overwrite, inputs=inputs, what="--out") as tmp:
+        if model_path is not None:
+            io.write_jsonl_atomic(
+                tmp / RESPONSES_FILE,
+                [{"prompt": r.prompt, "response": resp} for r, resp in zip(records, responses)],
+            )
+        io.write_jsonl_atomic(tmp / PER_PROMPT_FILE, [scoring.result_record(r) for r in results])
+        io.write_atomic(tmp / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     log.info("IFEval: wrote %s and %s", out / METRICS_FILE, out / PER_PROMPT_FILE)
     return metrics
