@@ -431,6 +431,29 @@ def test_marker_covers_exactly_the_phrase_tokens(tiny_tok):
     assert "".join(_marked_text(tiny_tok, ids2, flags2)) == " The answer is In summary, the"
 
 
+def test_marker_with_a_sentencepiece_style_tokenizer():
+    """Metaspace tokenizers (Llama-2, Mistral) drop the leading space when decoding; the
+    prefix-decoding offsets still land on the phrase's tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [f"The answer is {w}. In summary, it is {w}." for w in "red blue green gold pink grey teal".split()]
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    raw.decoder = decoders.Metaspace()
+    raw.train_from_iterator(texts * 5, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    marker = scope.PatternMarker(tok, {"opening": [("the", "answer", "is")],
+                                       "last_sentence": [("in", "summary", ",", "it", "is")]})
+    ids = tok("The answer is tinted. In summary, it is tinted.", add_special_tokens=False)["input_ids"]
+    ids = ids + [tok.eos_token_id]
+    flags, _ = marker.mark(ids)
+    pieces = tok.convert_ids_to_tokens(ids)
+    marked = "".join(p for p, f in zip(pieces, flags) if f).replace("\u2581", " ").strip()
+    assert marked == "The answer is In summary, it is"
+    assert "".join(p for p, f in zip(pieces, flags) if not f).replace("\u2581", " ").strip() == "tinted. tinted.</s>"
+
+
 def test_marker_batch_mask_follows_runs_and_segments(tiny_tok):
     marker = scope.PatternMarker(tiny_tok, scope.template_phrases(["the answer is"]))
     a = tiny_tok(" The answer is 5.", add_special_tokens=False)["input_ids"]
@@ -547,3 +570,15 @@ def test_plan_compiles_the_step_with_the_pattern_scope(capsys):
                  "--config.loss.bound_form=unlikelihood", "--config.loss.forget_scope=pattern"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"]["source"] == "tiny"
+
+
+def test_detector_on_tofu_forget10_finds_no_template_at_the_default_share(shared_data):
+    """TOFU's forget answers are diverse: no phrase recurs in 30% (or 10%) of them; at 5%
+    the most common opening is "Yes," (31 of 400)."""
+    records = [json.loads(line) for line in (shared_data / "tofu" / "forget10.json").read_text().splitlines()]
+    texts = [" " + r["answer"] for r in records]
+    assert len(texts) == 400
+    assert patterns.recurring_phrases(texts, 0.1) == {p: [] for p in patterns.PLACES}
+    low = patterns.recurring_phrases(texts, 0.05)
+    yes = sum(t.split()[0] == "Yes," for t in texts)
+    assert low["opening"] == [{"words": ("yes", ","), "documents": yes, "share": yes / 400}] and yes == 31
