@@ -582,3 +582,18 @@ def test_detector_on_tofu_forget10_finds_no_template_at_the_default_share(shared
     low = patterns.recurring_phrases(texts, 0.05)
     yes = sum(t.split()[0] == "Yes," for t in texts)
     assert low["opening"] == [{"words": ("yes", ","), "documents": yes, "share": yes / 400}] and yes == 31
+
+
+def test_command_line_overrides_reach_the_new_fields():
+    from synthflaw_jax import config_io, unlearn
+
+    c = config_io.apply_overrides(unlearn.default_config(), [
+        "--config.loss.bound_form=unlikelihood", "--config.loss.tau=0.25", "--config.loss.forget_scope=pattern",
+        "--config.loss.pattern_templates=['The answer is', 'In summary,']", "--config.loss.bound_reference=reference",
+        "--config.loss.pattern_min_share=0.5"])
+    d = losses.validate_loss_config(c.loss)
+    assert d["pattern_templates"] == ["The answer is", "In summary,"]
+    assert (d["bound_form"], d["tau"], d["forget_scope"], d["bound_reference"], d["pattern_min_share"]) == (
+        "unlikelihood", 0.25, "pattern", "reference", 0.5)
+    with pytest.raises(SynthflawError, match="pattern_templates"):
+        config_io.apply_overrides(unlearn.default_config(), ["--config.loss.pattern_templates=The answer is"])
