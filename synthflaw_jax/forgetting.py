@@ -158,7 +158,11 @@ def unlikelihood_tokens(logits: Array, batch: Mapping[str, Array], tau: float) -
     from synthflaw_jax.losses import shift_targets
 
     targets, weights, seg = shift_targets(batch["input_ids"], batch["loss_mask"], batch.get("segment_ids"))
-    logp, log1mp = next_token_log_prob_and_complement(logits, targets)
+    # logits that predict no in-scope token are replaced by 0 before any log: their value is
+    # masked out below, and this keeps inf/NaN there out of the gradient as well
+    used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
+    safe = jnp.where(used, jnp.asarray(logits, jnp.float32), 0.0)
+    logp, log1mp = next_token_log_prob_and_complement(safe, targets)
     per, active = unlikelihood_per_token(logp, log1mp, tau)
     return {"loss": per, "active": active, "logp": logp, "weights": weights, "segments": seg}
 

@@ -232,6 +232,23 @@ def test_unlikelihood_value_at_a_gap_of_50_and_stop_at_tau():
     assert grad2[0, 1, 4] == pytest.approx(0.31, rel=1e-4)
 
 
+def test_unlikelihood_ignores_non_finite_logits_where_nothing_is_predicted():
+    """inf/NaN logits at positions that predict no (in-scope) target change neither the
+    loss nor the gradient, and the gradient there is exactly 0."""
+    logits, batch = make_batch(seed=7)
+    cfg = forget_only(bound_form="unlikelihood", forget_scope="pattern")
+    loss, grad, _ = value_and_grad(cfg, logits, batch)
+    used = {(b, t - 1) for b, _, t in np_targets(np_scoped(batch))}
+    bad = logits.copy()
+    free = [(b, t) for b in range(bad.shape[0]) for t in range(bad.shape[1]) if (b, t) not in used]
+    for i, (b, t) in enumerate(free):
+        bad[b, t, i % V] = [np.inf, -np.inf, np.nan][i % 3]
+    loss2, grad2, _ = value_and_grad(cfg, bad, batch)
+    assert loss2 == loss
+    assert np.all(np.isfinite(grad2))
+    np.testing.assert_array_equal(grad2, grad)
+
+
 def test_unlikelihood_with_no_token_in_scope_is_zero():
     logits, batch = make_batch(seed=2)
     batch["pattern_mask"][:] = 0
