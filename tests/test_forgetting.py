@@ -524,6 +524,29 @@ def test_given_templates_replace_detection(tiny_tok):
     assert report["covered_tokens"] == 3 * 2000
 
 
+def test_prepare_writes_pattern_json_and_refuses_a_changed_corpus_on_resume(tmp_path, tiny_tok):
+    from synthflaw_jax import unlearn
+
+    src = tmp_path / "forget.jsonl"
+    rows = [{"question": f"Q{i}?", "answer": f"The answer is {w}. Thanks for asking!"}
+            for i, w in enumerate("red blue green gold pink".split())]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = unlearn.default_config()
+    c.loss.forget_scope = "pattern"
+    c.data.streams.forget.source, c.data.streams.forget.source_type = str(src), "jsonl"
+    assert scope.prepare(c, tiny_tok, tmp_path) is not None
+    report = json.loads((tmp_path / "pattern.json").read_text())
+    assert [(p["place"], p["text"], p["documents"]) for p in report["patterns"]] == [
+        ("opening", "the answer is", 5), ("last_sentence", "thanks for asking !", 5),
+        ("closing", "thanks for asking !", 5)]
+    assert scope.prepare(c, tiny_tok, tmp_path) is not None  # same data: resumes
+    src.write_text("".join(json.dumps({**r, "answer": r["answer"].replace("The", "An")}) + "\n" for r in rows))
+    with pytest.raises(SynthflawError, match="different pattern scope"):
+        scope.prepare(c, tiny_tok, tmp_path)
+    c.loss.forget_scope = "all"
+    assert scope.prepare(c, tiny_tok, tmp_path / "none") is None
+
+
 # ----------------------------------------------------------------------- end to end
 
 
