@@ -18,7 +18,10 @@ log(1 - p_t) = logsumexp_{v != t} z_v - logsumexp_v z_v, has the gradient
   d l_t / d z_v = -p_v p_t / (1 - p_t),   v != t     (the mass moves to the other tokens
                                                       in proportion to their probability)
 
-while p_t > tau, and 0 after (the components sum to 0, as for every softmax loss). Shifting
+while p_t > tau, and 0 after (the components sum to 0, as for every softmax loss).
+Derivation: l_t = log(1 - tau) - LSE_{v != t}(z) + LSE(z), with d LSE(z) / d z_u = p_u and
+d LSE_{v != t}(z) / d z_u = p_u / (1 - p_t) for u != t (0 for u = t); so d l_t / d z_t = p_t
+and d l_t / d z_v = p_v - p_v / (1 - p_t) = -p_v p_t / (1 - p_t). Shifting
 -log(1 - p_t) by log(1 - tau) changes no gradient; it makes the term continuous at tau,
 0 at the bound and >= 0, so its value reads like the hinge's distance to the bound.
 log(1 - p_t) is computed as a difference of two logsumexps (the target logit masked out of
