@@ -8,8 +8,9 @@
   unlikelihood  per forget target token t: l_t = log(1 - tau) - log(1 - p_t) while p_t > tau,
                 0 once p_t <= tau; averaged over the in-scope target tokens of the batch.
 
-Why the third form. The gradient of -NLL (gradient ascent, and the NLL forms below their
-bound) with respect to the target logit z_t is -(1 - p_t): a token the model is sure of
+Why the third form. The gradient of -NLL = log p_t (gradient ascent, and the NLL forms
+below their bound) with respect to the target logit z_t is 1 - p_t (a descent step lowers
+z_t in proportion): a token the model is sure of
 (p_t ~ 1) gets almost no push, so ascent lowers the uncertain (fact) tokens and leaves
 the confident (template) tokens in place. The unlikelihood term, with
 log(1 - p_t) = logsumexp_{v != t} z_v - logsumexp_v z_v, has the gradient
