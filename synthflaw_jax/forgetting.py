@@ -8,8 +8,9 @@
   unlikelihood  per forget target token t: l_t = log(1 - tau) - log(1 - p_t) while p_t > tau,
                 0 once p_t <= tau; averaged over the in-scope target tokens of the batch.
 
-Why the third form. The gradient of -NLL (gradient ascent, and the NLL forms below their
-bound) with respect to the target logit z_t is -(1 - p_t): a token the model is sure of
+Why the third form. The gradient of -NLL = log p_t (gradient ascent, and the NLL forms
+below their bound) with respect to the target logit z_t is 1 - p_t (a descent step lowers
+z_t in proportion): a token the model is sure of
 (p_t ~ 1) gets almost no push, so ascent lowers the uncertain (fact) tokens and leaves
 the confident (template) tokens in place. The unlikelihood term, with
 log(1 - p_t) = logsumexp_{v != t} z_v - logsumexp_v z_v, has the gradient
@@ -18,7 +19,10 @@ log(1 - p_t) = logsumexp_{v != t} z_v - logsumexp_v z_v, has the gradient
   d l_t / d z_v = -p_v p_t / (1 - p_t),   v != t     (the mass moves to the other tokens
                                                       in proportion to their probability)
 
-while p_t > tau, and 0 after (the components sum to 0, as for every softmax loss). Shifting
+while p_t > tau, and 0 after (the components sum to 0, as for every softmax loss).
+Derivation: l_t = log(1 - tau) - LSE_{v != t}(z) + LSE(z), with d LSE(z) / d z_u = p_u and
+d LSE_{v != t}(z) / d z_u = p_u / (1 - p_t) for u != t (0 for u = t); so d l_t / d z_t = p_t
+and d l_t / d z_v = p_v - p_v / (1 - p_t) = -p_v p_t / (1 - p_t). Shifting
 -log(1 - p_t) by log(1 - tau) changes no gradient; it makes the term continuous at tau,
 0 at the bound and >= 0, so its value reads like the hinge's distance to the bound.
 log(1 - p_t) is computed as a difference of two logsumexps (the target logit masked out of
@@ -158,7 +162,11 @@ def unlikelihood_tokens(logits: Array, batch: Mapping[str, Array], tau: float) -
     from synthflaw_jax.losses import shift_targets
 
     targets, weights, seg = shift_targets(batch["input_ids"], batch["loss_mask"], batch.get("segment_ids"))
-    logp, log1mp = next_token_log_prob_and_complement(logits, targets)
+    # logits that predict no in-scope token are replaced by 0 before any log: their value is
+    # masked out below, and this keeps inf/NaN there out of the gradient as well
+    used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
+    safe = jnp.where(used, jnp.asarray(logits, jnp.float32), 0.0)
+    logp, log1mp = next_token_log_prob_and_complement(safe, targets)
     per, active = unlikelihood_per_token(logp, log1mp, tau)
     return {"loss": per, "active": active, "logp": logp, "weights": weights, "segments": seg}
 

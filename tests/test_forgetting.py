@@ -232,6 +232,23 @@ def test_unlikelihood_value_at_a_gap_of_50_and_stop_at_tau():
     assert grad2[0, 1, 4] == pytest.approx(0.31, rel=1e-4)
 
 
+def test_unlikelihood_ignores_non_finite_logits_where_nothing_is_predicted():
+    """inf/NaN logits at positions that predict no (in-scope) target change neither the
+    loss nor the gradient, and the gradient there is exactly 0."""
+    logits, batch = make_batch(seed=7)
+    cfg = forget_only(bound_form="unlikelihood", forget_scope="pattern")
+    loss, grad, _ = value_and_grad(cfg, logits, batch)
+    used = {(b, t - 1) for b, _, t in np_targets(np_scoped(batch))}
+    bad = logits.copy()
+    free = [(b, t) for b in range(bad.shape[0]) for t in range(bad.shape[1]) if (b, t) not in used]
+    for i, (b, t) in enumerate(free):
+        bad[b, t, i % V] = [np.inf, -np.inf, np.nan][i % 3]
+    loss2, grad2, _ = value_and_grad(cfg, bad, batch)
+    assert loss2 == loss
+    assert np.all(np.isfinite(grad2))
+    np.testing.assert_array_equal(grad2, grad)
+
+
 def test_unlikelihood_with_no_token_in_scope_is_zero():
     logits, batch = make_batch(seed=2)
     batch["pattern_mask"][:] = 0
@@ -431,6 +448,29 @@ def test_marker_covers_exactly_the_phrase_tokens(tiny_tok):
     assert "".join(_marked_text(tiny_tok, ids2, flags2)) == " The answer is In summary, the"
 
 
+def test_marker_with_a_sentencepiece_style_tokenizer():
+    """Metaspace tokenizers (Llama-2, Mistral) drop the leading space when decoding; the
+    prefix-decoding offsets still land on the phrase's tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [f"The answer is {w}. In summary, it is {w}." for w in "red blue green gold pink grey teal".split()]
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    raw.decoder = decoders.Metaspace()
+    raw.train_from_iterator(texts * 5, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    marker = scope.PatternMarker(tok, {"opening": [("the", "answer", "is")],
+                                       "last_sentence": [("in", "summary", ",", "it", "is")]})
+    ids = tok("The answer is tinted. In summary, it is tinted.", add_special_tokens=False)["input_ids"]
+    ids = ids + [tok.eos_token_id]
+    flags, _ = marker.mark(ids)
+    pieces = tok.convert_ids_to_tokens(ids)
+    marked = "".join(p for p, f in zip(pieces, flags) if f).replace("\u2581", " ").strip()
+    assert marked == "The answer is In summary, it is"
+    assert "".join(p for p, f in zip(pieces, flags) if not f).replace("\u2581", " ").strip() == "tinted. tinted.</s>"
+
+
 def test_marker_batch_mask_follows_runs_and_segments(tiny_tok):
     marker = scope.PatternMarker(tiny_tok, scope.template_phrases(["the answer is"]))
     a = tiny_tok(" The answer is 5.", add_special_tokens=False)["input_ids"]
@@ -482,6 +522,29 @@ def test_given_templates_replace_detection(tiny_tok):
     hits = [r for r in report["patterns"] if r["documents"]]
     assert [(r["place"], r["text"], r["documents"]) for r in hits] == [("last_sentence", "in summary ,", 2000)]
     assert report["covered_tokens"] == 3 * 2000
+
+
+def test_prepare_writes_pattern_json_and_refuses_a_changed_corpus_on_resume(tmp_path, tiny_tok):
+    from synthflaw_jax import unlearn
+
+    src = tmp_path / "forget.jsonl"
+    rows = [{"question": f"Q{i}?", "answer": f"The answer is {w}. Thanks for asking!"}
+            for i, w in enumerate("red blue green gold pink".split())]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = unlearn.default_config()
+    c.loss.forget_scope = "pattern"
+    c.data.streams.forget.source, c.data.streams.forget.source_type = str(src), "jsonl"
+    assert scope.prepare(c, tiny_tok, tmp_path) is not None
+    report = json.loads((tmp_path / "pattern.json").read_text())
+    assert [(p["place"], p["text"], p["documents"]) for p in report["patterns"]] == [
+        ("opening", "the answer is", 5), ("last_sentence", "thanks for asking !", 5),
+        ("closing", "thanks for asking !", 5)]
+    assert scope.prepare(c, tiny_tok, tmp_path) is not None  # same data: resumes
+    src.write_text("".join(json.dumps({**r, "answer": r["answer"].replace("The", "An")}) + "\n" for r in rows))
+    with pytest.raises(SynthflawError, match="different pattern scope"):
+        scope.prepare(c, tiny_tok, tmp_path)
+    c.loss.forget_scope = "all"
+    assert scope.prepare(c, tiny_tok, tmp_path / "none") is None
 
 
 # ----------------------------------------------------------------------- end to end
@@ -547,3 +610,30 @@ def test_plan_compiles_the_step_with_the_pattern_scope(capsys):
                  "--config.loss.bound_form=unlikelihood", "--config.loss.forget_scope=pattern"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"]["source"] == "tiny"
+
+
+def test_detector_on_tofu_forget10_finds_no_template_at_the_default_share(shared_data):
+    """TOFU's forget answers are diverse: no phrase recurs in 30% (or 10%) of them; at 5%
+    the most common opening is "Yes," (31 of 400)."""
+    records = [json.loads(line) for line in (shared_data / "tofu" / "forget10.json").read_text().splitlines()]
+    texts = [" " + r["answer"] for r in records]
+    assert len(texts) == 400
+    assert patterns.recurring_phrases(texts, 0.1) == {p: [] for p in patterns.PLACES}
+    low = patterns.recurring_phrases(texts, 0.05)
+    yes = sum(t.split()[0] == "Yes," for t in texts)
+    assert low["opening"] == [{"words": ("yes", ","), "documents": yes, "share": yes / 400}] and yes == 31
+
+
+def test_command_line_overrides_reach_the_new_fields():
+    from synthflaw_jax import config_io, unlearn
+
+    c = config_io.apply_overrides(unlearn.default_config(), [
+        "--config.loss.bound_form=unlikelihood", "--config.loss.tau=0.25", "--config.loss.forget_scope=pattern",
+        "--config.loss.pattern_templates=['The answer is', 'In summary,']", "--config.loss.bound_reference=reference",
+        "--config.loss.pattern_min_share=0.5"])
+    d = losses.validate_loss_config(c.loss)
+    assert d["pattern_templates"] == ["The answer is", "In summary,"]
+    assert (d["bound_form"], d["tau"], d["forget_scope"], d["bound_reference"], d["pattern_min_share"]) == (
+        "unlikelihood", 0.25, "pattern", "reference", 0.5)
+    with pytest.raises(SynthflawError, match="pattern_templates"):
+        config_io.apply_overrides(unlearn.default_config(), ["--config.loss.pattern_templates=The answer is"])

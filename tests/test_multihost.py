@@ -117,7 +117,9 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(tmp_path, m
 
     losses = [[json.loads(line)["loss"] for line in (w / "metrics.jsonl").read_text().splitlines()]
               for w in (two, one)]
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    # the loss is a sum of terms of ~8 nats of both signs (configs/tiny.py's forget term is
+    # about -8): compare at float32 rounding of the terms, not of their near-cancelling sum
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6, atol=1e-5)
     a, b = load_file(two / "hf" / "model.safetensors"), load_file(one / "hf" / "model.safetensors")
     assert sorted(a) == sorted(b)
     for name in a:

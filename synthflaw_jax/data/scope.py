@@ -219,7 +219,8 @@ def build(loss_cfg: dict, data_config, tokenizer) -> tuple[PatternMarker, dict]:
 
 def prepare(config, tokenizer, workdir=None) -> PatternMarker | None:
     """The forget stream's marker for an unlearning config with forget_scope="pattern" (else
-    None), its report written to `workdir/pattern.json` when a workdir is given."""
+    None), its report written to `workdir/pattern.json` when a workdir is given; a resumed
+    run whose forget data now give a different report is refused."""
     from synthflaw_jax import losses
     from synthflaw_jax.data import config as config_lib
 
@@ -234,8 +235,15 @@ def prepare(config, tokenizer, workdir=None) -> PatternMarker | None:
     if report["covered_tokens"] == 0:
         log.warning("pattern scope: no forget token is covered; the forgetting term will be 0 (see %s)", PATTERN_FILE)
     if workdir is not None:
-        path = workdir / PATTERN_FILE
+        path, text = workdir / PATTERN_FILE, json.dumps(report, indent=2) + "\n"
+        if path.exists():  # resuming: the objective must not change under the run
+            if path.read_text() != text:
+                raise SynthflawError(
+                    f"{path}: the forget corpus now gives a different pattern scope than when this run "
+                    "started; restore the forget data or use a new --workdir"
+                )
+            return marker
         tmp = workdir / (PATTERN_FILE + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.write_text(text)
         tmp.rename(path)
     return marker
