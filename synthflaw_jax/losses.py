@@ -568,19 +568,32 @@ TERM_COUNTS = {
 }
 
 
+def term_counts(cfg: Any) -> dict[str, tuple[str, str]]:
+    """{term: (its weight's config field, the count it is an average over)} for this config:
+    `TERM_COUNTS`, except that the unlikelihood form averages over in-scope forget tokens."""
+    c = validate_loss_config(cfg)
+    counts = dict(TERM_COUNTS)
+    if c["method"] == "lower_bounded" and c["bound_form"] == "unlikelihood":
+        counts["forget_loss"] = ("forget_weight", "forget_tokens")
+    return counts
+
+
 def objective_counts(
     cfg: Any, forget_batch: Batch | None, replay_batch: Batch | None, max_segments: int | None = None
 ) -> dict[str, Array]:
     """The counts `make_objective(cfg, max_segments)` divides its terms by, from the batches
-    alone (no logits): forget_examples (valid forget examples), replay_tokens (replay target
-    tokens), bias_tokens (the KL term's tokens). Gradient accumulation divides every
+    alone (no logits): forget_examples (valid forget examples) and forget_tokens (their
+    target tokens), both within the forget scope, replay_tokens (replay target tokens),
+    bias_tokens (the KL term's tokens). Gradient accumulation divides every
     microbatch's sums by these full-batch counts, so it computes the full-batch objective."""
     c = validate_loss_config(cfg)
     counts = {}
-    if forget_batch is not None:
-        _, w, seg = shift_targets(forget_batch["input_ids"], forget_batch["loss_mask"], forget_batch.get("segment_ids"))
+    if forget_batch is not None and c["method"] != "lm":
+        scoped = forgetting.apply_scope(forget_batch, c["forget_scope"])
+        _, w, seg = shift_targets(scoped["input_ids"], scoped["loss_mask"], scoped.get("segment_ids"))
         count = per_example_sum(jnp.ones_like(w), w, seg, max_segments)
         counts["forget_examples"] = jnp.sum(jnp.asarray(count > 0, jnp.float32))
+        counts["forget_tokens"] = jnp.sum(count)
     if replay_batch is not None:
         _, w, _ = shift_targets(replay_batch["input_ids"], replay_batch["loss_mask"], replay_batch.get("segment_ids"))
         counts["replay_tokens"] = jnp.sum(w)

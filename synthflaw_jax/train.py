@@ -172,18 +172,18 @@ def _split_micro(batch: dict, grad_accum: int) -> dict:
     return jax.tree.map(split, batch)
 
 
-def _to_global_counts(metrics: dict, counts: dict, weights: dict):
+def _to_global_counts(metrics: dict, counts: dict, weights: dict, term_counts: dict):
     """What to add to a microbatch's loss so that each term's sum is divided by the full
     batch's count instead of the microbatch's (the counts do not depend on the params)."""
     extra = jnp.zeros((), jnp.float32)
-    for term, (weight, count) in losses.TERM_COUNTS.items():
+    for term, (weight, count) in term_counts.items():
         if term in metrics and count in counts:
             local = jax.lax.stop_gradient(jnp.maximum(metrics[count], 1.0))
             extra = extra + weights[weight] * metrics[term] * (local / jnp.maximum(counts[count], 1.0) - 1.0)
     return extra
 
 
-def _combine_metrics(stacked: dict, counts: dict) -> dict:
+def _combine_metrics(stacked: dict, counts: dict, term_counts: dict) -> dict:
     """Full-batch metrics from per-microbatch ones: counts add up, each term and forget-side
     average is re-weighted by its microbatch count, anything else is averaged."""
     out = {}
@@ -191,8 +191,8 @@ def _combine_metrics(stacked: dict, counts: dict) -> dict:
     for key, values in stacked.items():
         if key == "tokens" or key.endswith(("_tokens", "_examples")):
             out[key] = jnp.sum(values)
-        elif key in losses.TERM_COUNTS and losses.TERM_COUNTS[key][1] in counts:
-            count = losses.TERM_COUNTS[key][1]
+        elif key in term_counts and term_counts[key][1] in counts:
+            count = term_counts[key][1]
             out[key] = jnp.sum(values * jnp.maximum(stacked[count], 1.0)) / jnp.maximum(counts[count], 1.0)
         elif forget_n is not None and (key.startswith("forget_") or key == "frac_at_bound"):
             out[key] = jnp.sum(values * forget_n) / jnp.maximum(jnp.sum(forget_n), 1.0)
@@ -210,6 +210,7 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
     when the loss needs reference logits; pass None otherwise."""
     model = llama.CausalLM(model_cfg, mesh)
     objective = losses.make_objective(loss_cfg, max_segments)
+    term_counts = losses.term_counts(loss_cfg)
     needs = reference_needs(loss_cfg)
 
     def forward(params, b):
@@ -229,7 +230,7 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
         forget_logits = forward(params, forget) if forget is not None else None
         loss, metrics = objective(forget_logits, forget, replay_logits, replay, **refs)
         if counts is not None:
-            loss = loss + _to_global_counts(metrics, counts, loss_weights)
+            loss = loss + _to_global_counts(metrics, counts, loss_weights, term_counts)
         tokens = sum(jnp.sum(b["segment_ids"] > 0) for b in micro.values())
         metrics["tokens"] = tokens.astype(jnp.float32)
         return loss, metrics
@@ -251,7 +252,7 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
 
             # each microbatch's loss is its share of the full-batch loss: shares and grads add up
             grads, (loss, metrics) = jax.lax.scan(body, zeros, micro)
-            loss, metrics = jnp.sum(loss), _combine_metrics(metrics, counts)
+            loss, metrics = jnp.sum(loss), _combine_metrics(metrics, counts, term_counts)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
