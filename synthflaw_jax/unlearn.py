@@ -169,13 +169,17 @@ class MetricsLog:
     and as TensorBoard event files (`tensorboard_dir`). With `path=None` (the other hosts of a
     multi-host job) the metrics are fetched and checked but not written."""
 
-    def __init__(self, path: pathlib.Path | None, every: int, bar, tensorboard_dir: pathlib.Path | None = None):
+    def __init__(self, path: pathlib.Path | None, every: int, bar, tensorboard_dir: pathlib.Path | None = None,
+                 start: int = 0):
         self.path, self.every, self.bar = path, max(int(every), 1), bar
         self.writer = None
+        if path is not None:
+            _drop_steps_after(path, start)
         if tensorboard_dir is not None and path is not None:
             from tensorboardX import SummaryWriter
 
-            self.writer = SummaryWriter(str(tensorboard_dir))
+            # purge_step hides the events a killed run logged past its last checkpoint
+            self.writer = SummaryWriter(str(tensorboard_dir), purge_step=start + 1 if start else None)
         self.pending: list[tuple[int, dict]] = []
         self.last: dict = {}
         self._t0, self._tokens = time.perf_counter(), 0.0
@@ -219,6 +223,23 @@ class MetricsLog:
         """Close the TensorBoard writer."""
         if self.writer is not None:
             self.writer.close()
+
+
+def _drop_steps_after(path: pathlib.Path, step: int) -> None:
+    """Keep only the rows of `path` up to `step` (the checkpoint a run resumes from): a run
+    killed after logging steps past its last checkpoint replays them, and each step must
+    appear once. A line cut short by the kill is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
 
 
 class _Discard:
@@ -299,7 +320,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not (progress and main))
     files = _RunFiles(workdir) if main else None
     metrics_log = MetricsLog(files.dir / "metrics.jsonl" if main else None, config.train.log_every, bar,
-                             files.dir / "tensorboard" if main else None)
+                             files.dir / "tensorboard" if main else None, start)
     try:
         for step in range(start + 1, total_steps + 1):
             host_batch = next(data)
