@@ -94,6 +94,25 @@ def _write_json(path: pathlib.Path, obj) -> None:
 _ORBAX_CONCURRENT_GB = 1
 
 
+class _NoMissingMetadataWarning(logging.Filter):
+    """Drops Orbax's "Metadata file does not exist: .../_CHECKPOINT_METADATA": our model
+    checkpoints are written without that file by design (streamed partial saves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Metadata file does not exist")
+
+
+@contextlib.contextmanager
+def _quiet_orbax_metadata():
+    """While reading our own checkpoint, silence the warning about its absent Orbax metadata."""
+    flt, logger = _NoMissingMetadataWarning(), logging.getLogger("absl")
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
+
+
 def _checkpointer():
     import orbax.checkpoint as ocp
 
@@ -170,7 +189,8 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)
     checkpointer = _checkpointer()
     try:
-        stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
+        with _quiet_orbax_metadata():
+            stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
     except Exception as err:  # orbax raises several types for a damaged directory
         raise SynthflawError(f"{ckpt_dir / 'params'}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
     if mesh is None:
@@ -183,7 +203,8 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     target = jax.tree.map(lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), stored, shardings)
     _check_shapes(cfg, target, ckpt_dir)
     try:
-        params = checkpointer.restore(ckpt_dir / "params", target)
+        with _quiet_orbax_metadata():
+            params = checkpointer.restore(ckpt_dir / "params", target)
     except Exception as err:
         raise SynthflawError(f"{ckpt_dir / 'params'}: cannot restore ({hf_weights._one_line(err)})") from None
     return cfg, params
@@ -196,7 +217,8 @@ def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_wei
     cfg = ModelConfig.from_file(ckpt_dir / "config.json")
     params_dir = ckpt_dir / "params"
     try:
-        stored = _checkpointer().metadata(params_dir).item_metadata.tree
+        with _quiet_orbax_metadata():
+            stored = _checkpointer().metadata(params_dir).item_metadata.tree
     except Exception as err:
         raise SynthflawError(f"{params_dir}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
     _check_shapes(cfg, stored, ckpt_dir)
@@ -208,8 +230,9 @@ def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_wei
         hf_weights._set(item, path, np.empty((0,), meta.dtype))  # structure only; not filled
         hf_weights._set(args, path, ocp.RestoreArgs(restore_type=np.ndarray, dtype=meta.dtype))
         try:
-            restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(
-                item=item, restore_args=args, partial_restore=True))
+            with _quiet_orbax_metadata():
+                restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(
+                    item=item, restore_args=args, partial_restore=True))
         except Exception as err:
             raise SynthflawError(f"{params_dir}: cannot restore {'/'.join(path)} ({hf_weights._one_line(err)})") from None
         return hf_weights._get(restored, path)
