@@ -70,9 +70,9 @@ def windows(ids: Sequence[int], max_length: int, stride: int) -> list[loglik.Req
 
 
 def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = None, stride: int | None = None,
-             batch_size: int = 8) -> dict[str, Any]:
+             batch_size: int = 8, progress: bool | str = False) -> dict[str, Any]:
     """`{"ppl", "nll", "tokens", "documents", "windows", "max_length", "stride"}` of a model (a
-    `LoadedModel`, a path or a loader) on documents."""
+    `LoadedModel`, a path or a loader) on documents; `progress` shows a bar of windows scored."""
     if batch_size < 1:
         raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
     model = loglik.as_model(model)
@@ -87,7 +87,8 @@ def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = N
         ids = list(tok(text)["input_ids"])
         loglik.check_ids(ids, model.config.vocab_size, f"document {d + 1}")
         requests += windows(ids, max_length, stride)
-    scores = loglik.score_requests(model, requests, batch_size)
+    scores = loglik.score_requests(model, requests, batch_size,
+                                   progress="perplexity windows" if progress is True else progress)
     tokens = sum(s.tokens for s in scores)
     if tokens == 0:
         raise SynthflawError("the text has fewer than 2 tokens: nothing to score")
@@ -97,13 +98,14 @@ def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = N
 
 
 def run(model: Any, data, out, *, max_length: int | None = None, stride: int | None = None,
-        batch_size: int = 8, overwrite: bool = False) -> dict[str, Any]:
+        batch_size: int = 8, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Evaluate and write `OUT/metrics.json`; returns the metrics."""
     from synthflaw_jax.convert import atomic_output_dir
     from synthflaw_jax.eval.ifeval.io import check_out_dir
 
     check_out_dir(out, overwrite)
-    metrics = evaluate(model, load_documents(data), max_length=max_length, stride=stride, batch_size=batch_size)
+    metrics = evaluate(model, load_documents(data), max_length=max_length, stride=stride, batch_size=batch_size,
+                       progress=progress)
     metrics["data"] = str(data)
     with atomic_output_dir(out, overwrite) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
