@@ -133,14 +133,16 @@ def _run_mc(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ppl
 
 PPL_HELP = (
-    "Perplexity of a text file (.txt, one document) or JSONL ('text' per line): token-weighted "
+    "Perplexity of a plain-text file (.txt/.md/no extension: one document) or JSON Lines "
+    "(.jsonl/.json: 'text' per line): token-weighted "
     "NLL over sliding windows of --max-length tokens every --stride tokens; writes OUT/metrics.json."
 )
 
 
 def _add_ppl_arguments(p: argparse.ArgumentParser) -> None:
     _add_model_out(p)
-    p.add_argument("--data", metavar="FILE", required=True, help=".txt or .jsonl with a 'text' field")
+    p.add_argument("--data", metavar="FILE", required=True,
+                   help="plain text (.txt, .md, no extension) or JSON Lines with a 'text' field (.jsonl, .json)")
     p.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, at most 2048)")
     p.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
 
