@@ -17,7 +17,6 @@ import pathlib
 import re
 import shlex
 import subprocess
-import tempfile
 
 import _common as c
 
@@ -45,9 +44,9 @@ def pack_command(root: pathlib.Path) -> list[str]:
     files = source_files(root)
     if files is None:
         return ["tar", "-czf", TARBALL, *(f"--exclude={e}" for e in EXCLUDES), "-C", str(root), "."]
-    with tempfile.NamedTemporaryFile("w", prefix="synthflaw_jax-src-", suffix=".files", delete=False) as f:
-        f.write("\0".join(files) + "\0")
-    return ["tar", "-czf", TARBALL, "-C", str(root), "--null", "-T", f.name]
+    listing = pathlib.Path(TARBALL.removesuffix(".tar.gz") + ".files")
+    listing.write_text("\0".join(files) + "\0")
+    return ["tar", "-czf", TARBALL, "-C", str(root), "--null", "-T", str(listing)]
 
 
 def build_parser(prog):
