@@ -169,17 +169,11 @@ class MetricsLog:
     and as TensorBoard event files (`tensorboard_dir`). With `path=None` (the other hosts of a
     multi-host job) the metrics are fetched and checked but not written."""
 
-    def __init__(self, path: pathlib.Path | None, every: int, bar, tensorboard_dir: pathlib.Path | None = None,
-                 start: int = 0):
+    def __init__(self, path: pathlib.Path | None, every: int, bar, tensorboard_dir: pathlib.Path | None = None):
         self.path, self.every, self.bar = path, max(int(every), 1), bar
         self.writer = None
-        if path is not None:
-            _drop_steps_after(path, start)
-        if tensorboard_dir is not None and path is not None:
-            from tensorboardX import SummaryWriter
-
-            # purge_step hides the events a killed run logged past its last checkpoint
-            self.writer = SummaryWriter(str(tensorboard_dir), purge_step=start + 1 if start else None)
+        self._tensorboard_dir = tensorboard_dir if path is not None else None
+        self._first_write = True
         self.pending: list[tuple[int, dict]] = []
         self.last: dict = {}
         self._t0, self._tokens = time.perf_counter(), 0.0
@@ -200,6 +194,8 @@ class MetricsLog:
         tokens = sum(float(m["tokens"]) for m in fetched)
         tok_s = tokens / max(now - self._t0, 1e-9)
         self._t0 = now
+        if self._first_write:
+            self._start_writing(steps[0])
         with (self.path.open("a") if self.path is not None else _Discard()) as f:
             for step, m in zip(steps, fetched):
                 row = {"step": step, **{k: float(v) for k, v in m.items()}, "tokens_per_s": tok_s}
@@ -219,16 +215,26 @@ class MetricsLog:
         if self.writer is not None:
             self.writer.flush()
 
+    def _start_writing(self, first_step: int) -> None:
+        """Before this run's first rows: drop the rows (and hide the TensorBoard events) of
+        steps from `first_step` on. A run killed after logging steps past its last checkpoint
+        replays them on resume, and each step must appear once."""
+        self._first_write = False
+        if self.path is not None:
+            _drop_steps_from(self.path, first_step)
+        if self._tensorboard_dir is not None:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(self._tensorboard_dir), purge_step=first_step)
+
     def close(self) -> None:
         """Close the TensorBoard writer."""
         if self.writer is not None:
             self.writer.close()
 
 
-def _drop_steps_after(path: pathlib.Path, step: int) -> None:
-    """Keep only the rows of `path` up to `step` (the checkpoint a run resumes from): a run
-    killed after logging steps past its last checkpoint replays them, and each step must
-    appear once. A line cut short by the kill is dropped too."""
+def _drop_steps_from(path: pathlib.Path, step: int) -> None:
+    """Keep only the rows of `path` before `step`; a line cut short by a kill is dropped too."""
     if not path.exists():
         return
     kept = []
@@ -237,7 +243,7 @@ def _drop_steps_after(path: pathlib.Path, step: int) -> None:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step:
             kept.append(line + "\n")
     path.write_text("".join(kept))
 
@@ -320,7 +326,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     bar = tqdm(total=total_steps, initial=start, desc="unlearn", unit="step", disable=not (progress and main))
     files = _RunFiles(workdir) if main else None
     metrics_log = MetricsLog(files.dir / "metrics.jsonl" if main else None, config.train.log_every, bar,
-                             files.dir / "tensorboard" if main else None, start)
+                             files.dir / "tensorboard" if main else None)
     try:
         for step in range(start + 1, total_steps + 1):
             host_batch = next(data)
