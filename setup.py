@@ -22,6 +22,11 @@ RUNTIME = [
     "grain==0.2.18",
     "tensorflow-datasets==4.9.10",
     "array-record==0.8.6",
+    # Imported directly by our code, or needed by a call we make, though no pin above names them:
+    "jinja2==3.1.6",  # transformers' apply_chat_template (generate, eval ifeval --model, analyze, demo)
+    "ml-dtypes==0.6.0",  # hf_weights: bfloat16 numpy arrays
+    "etils==1.15.0",  # runtime: epath for multi-host paths
+    "threadpoolctl==3.8.0",  # analysis.embedding: one thread for small t-SNE problems
 ]
 
 TEST = [

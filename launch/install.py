@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Install synthflaw_jax on every worker of a TPU VM / pod slice (--worker=all).
 
-Copies this checkout (default) or clones a git URL to ~/synthflaw_jax on each worker, makes a
+Copies this checkout (default: the files git tracks or would track, local edits included,
+never ignored ones such as demo outputs, virtual environments or caches) or clones a git URL to ~/synthflaw_jax on each worker, makes a
 Python 3.11 virtual environment ~/synthflaw-venv with uv, installs the project with
 jax[tpu], and prints each worker's process index and device counts as a check.
 
@@ -12,13 +13,40 @@ Examples:
 """
 from __future__ import annotations
 
+import pathlib
 import re
 import shlex
+import subprocess
 
 import _common as c
 
 TARBALL = "/tmp/synthflaw_jax-src.tar.gz"
-EXCLUDES = (".git", "__pycache__", ".pytest_cache", "*.egg-info", ".venv", "venv", "build", "dist")
+# only for a copy that is not a git checkout (e.g. an unpacked archive): git's view is used otherwise
+EXCLUDES = (".git", "__pycache__", ".pytest_cache", "*.egg-info", ".venv", "venv", "build", "dist",
+            "synthflaw_demo", "out", "runs", ".cache", ".ipynb_checkpoints")
+
+
+def source_files(root: pathlib.Path) -> list[str] | None:
+    """Paths (relative to `root`) of the files to copy: tracked ones and new untracked ones that
+    git does not ignore; None when `root` is not a git checkout or git is missing."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    names = sorted({n for n in out.decode().split("\0") if n})
+    return [n for n in names if (root / n).is_file()]  # a tracked file deleted locally is not copied
+
+
+def pack_command(root: pathlib.Path) -> list[str]:
+    """The tar command that packs the checkout at `root` into TARBALL. For a git checkout the
+    file list is written next to the tarball (so --dry-run shows what would be copied)."""
+    files = source_files(root)
+    if files is None:
+        return ["tar", "-czf", TARBALL, *(f"--exclude={e}" for e in EXCLUDES), "-C", str(root), "."]
+    listing = pathlib.Path(TARBALL.removesuffix(".tar.gz") + ".files")
+    listing.write_text("\0".join(files) + "\0")
+    return ["tar", "-czf", TARBALL, "-C", str(root), "--null", "-T", str(listing)]
 
 
 def build_parser(prog):
@@ -44,8 +72,7 @@ def build_commands(args):
         fetch = (f"rm -rf {c.REMOTE_REPO} && git clone --quiet {shlex.quote(args.git_url)} {c.REMOTE_REPO} "
                  f"&& git -C {c.REMOTE_REPO} checkout --quiet {shlex.quote(args.git_ref)}")
     else:
-        excludes = [f"--exclude={e}" for e in EXCLUDES]
-        commands.append(["tar", "-czf", TARBALL, *excludes, "-C", str(c.REPO_ROOT), "."])
+        commands.append(pack_command(c.REPO_ROOT))
         commands.append(c.scp(args, TARBALL, "~/synthflaw_jax-src.tar.gz"))
         fetch = (f"rm -rf {c.REMOTE_REPO} && mkdir -p {c.REMOTE_REPO} "
                  f"&& tar -xzf ~/synthflaw_jax-src.tar.gz -C {c.REMOTE_REPO}")

@@ -13,6 +13,18 @@ import sys
 
 from synthflaw_jax.errors import SynthflawError
 
+
+class _NoTorchNotice(logging.Filter):
+    """Drops transformers' import-time "PyTorch was not found" notice: we use transformers for
+    configs and tokenizers only, so without torch (a runtime-only install) nothing is missing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("PyTorch was not found")
+
+
+# set before any command imports transformers (its notice is logged on the "transformers" logger)
+logging.getLogger("transformers").addFilter(_NoTorchNotice())
+
 # subcommand name -> module under synthflaw_jax.commands
 COMMANDS = {
     "analyze": "analyze",

@@ -11,6 +11,7 @@ refused unless `overwrite=True`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -65,6 +66,25 @@ def _write_json(path: pathlib.Path, obj) -> None:
 # Orbax stages at most this much data at once while saving/restoring (its default is 96 GB,
 # which lets a conversion hold a second copy of the model in flight).
 _ORBAX_CONCURRENT_GB = 1
+
+
+class _NoMissingMetadataWarning(logging.Filter):
+    """Drops Orbax's "Metadata file does not exist: .../_CHECKPOINT_METADATA": our model
+    checkpoints are written without that file by design (streamed partial saves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Metadata file does not exist")
+
+
+@contextlib.contextmanager
+def _quiet_orbax_metadata():
+    """While reading our own checkpoint, silence the warning about its absent Orbax metadata."""
+    flt, logger = _NoMissingMetadataWarning(), logging.getLogger("absl")
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
 
 
 def _checkpointer():
@@ -153,7 +173,8 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)
     checkpointer = _checkpointer()
     try:
-        stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
+        with _quiet_orbax_metadata():
+            stored = checkpointer.metadata(ckpt_dir / "params").item_metadata.tree
     except Exception as err:  # orbax raises several types for a damaged directory
         raise SynthflawError(f"{ckpt_dir / 'params'}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
     if mesh is None:
@@ -166,7 +187,8 @@ def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> 
     target = jax.tree.map(lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), stored, shardings)
     _check_shapes(cfg, target, ckpt_dir)
     try:
-        params = checkpointer.restore(ckpt_dir / "params", target)
+        with _quiet_orbax_metadata():
+            params = checkpointer.restore(ckpt_dir / "params", target)
     except Exception as err:
         raise SynthflawError(f"{ckpt_dir / 'params'}: cannot restore ({hf_weights._one_line(err)})") from None
     return cfg, params
@@ -191,7 +213,8 @@ def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_wei
     cfg = ModelConfig.from_file(ckpt_dir / "config.json")
     params_dir = ckpt_dir / "params"
     try:
-        stored = _checkpointer().metadata(params_dir).item_metadata.tree
+        with _quiet_orbax_metadata():
+            stored = _checkpointer().metadata(params_dir).item_metadata.tree
     except Exception as err:
         raise SynthflawError(f"{params_dir}: unreadable Orbax checkpoint ({hf_weights._one_line(err)})") from None
     _check_shapes(cfg, stored, ckpt_dir)
@@ -203,8 +226,9 @@ def _lazy_checkpoint_params(ckpt_dir: pathlib.Path) -> tuple[ModelConfig, hf_wei
         hf_weights._set(item, path, np.empty((0,), meta.dtype))  # structure only; not filled
         hf_weights._set(args, path, ocp.RestoreArgs(restore_type=np.ndarray, dtype=meta.dtype))
         try:
-            restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(
-                item=item, restore_args=args, partial_restore=True))
+            with _quiet_orbax_metadata():
+                restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(
+                    item=item, restore_args=args, partial_restore=True))
         except Exception as err:
             raise SynthflawError(f"{params_dir}: cannot restore {'/'.join(path)} ({hf_weights._one_line(err)})") from None
         return hf_weights._get(restored, path)

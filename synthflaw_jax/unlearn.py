@@ -226,10 +226,8 @@ class MetricsLog:
     def __init__(self, path: pathlib.Path | None, every: int, bar, tensorboard_dir: pathlib.Path | None = None):
         self.path, self.every, self.bar = path, max(int(every), 1), bar
         self.writer = None
-        if tensorboard_dir is not None and path is not None:
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(str(tensorboard_dir))
+        self._tensorboard_dir = tensorboard_dir if path is not None else None
+        self._first_write = True
         self.pending: list[tuple[int, dict]] = []
         self.last: dict = {}
         self._t0, self._tokens = time.perf_counter(), 0.0
@@ -250,6 +248,8 @@ class MetricsLog:
         tokens = sum(float(m["tokens"]) for m in fetched)
         tok_s = tokens / max(now - self._t0, 1e-9)
         self._t0 = now
+        if self._first_write:
+            self._start_writing(steps[0])
         with (self.path.open("a") if self.path is not None else _Discard()) as f:
             for step, m in zip(steps, fetched):
                 row = {"step": step, **{k: float(v) for k, v in m.items()}, "tokens_per_s": tok_s}
@@ -269,10 +269,37 @@ class MetricsLog:
         if self.writer is not None:
             self.writer.flush()
 
+    def _start_writing(self, first_step: int) -> None:
+        """Before this run's first rows: drop the rows (and hide the TensorBoard events) of
+        steps from `first_step` on. A run killed after logging steps past its last checkpoint
+        replays them on resume, and each step must appear once."""
+        self._first_write = False
+        if self.path is not None:
+            _drop_steps_from(self.path, first_step)
+        if self._tensorboard_dir is not None:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(self._tensorboard_dir), purge_step=first_step)
+
     def close(self) -> None:
         """Close the TensorBoard writer."""
         if self.writer is not None:
             self.writer.close()
+
+
+def _drop_steps_from(path: pathlib.Path, step: int) -> None:
+    """Keep only the rows of `path` before `step`; a line cut short by a kill is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
 
 
 class _Discard:

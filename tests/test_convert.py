@@ -111,6 +111,23 @@ def hf_dir(tmp_path):
     return save_hf_model(build_hf_model("llama_untied"), tmp_path / "hf")
 
 
+def test_loading_our_checkpoint_is_quiet(hf_dir, tmp_path, caplog):
+    """Our checkpoints have no _CHECKPOINT_METADATA by design: loading one (whole or streamed
+    back to HF) must not warn about it, and other absl warnings still get through."""
+    import logging
+
+    ckpt = tmp_path / "ckpt"
+    assert main(["convert", "hf-to-orbax", str(hf_dir), str(ckpt), "--no-progress"]) == 0
+    assert not (ckpt / "params" / "_CHECKPOINT_METADATA").exists()  # the case the filter is for
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    synthflaw_jax.load(ckpt)
+    assert main(["convert", "orbax-to-hf", str(ckpt), str(tmp_path / "back"), "--no-progress"]) == 0
+    assert "_CHECKPOINT_METADATA" not in caplog.text
+    logging.getLogger("absl").warning("Metadata file does not exist: elsewhere")  # outside a load
+    assert "Metadata file does not exist: elsewhere" in caplog.text
+
+
 def _run_err(capsys, *argv):
     capsys.readouterr()  # drop what building the fixture printed
     code = main(["convert", *argv, "--no-progress"])

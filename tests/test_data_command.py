@@ -5,6 +5,7 @@ import pytest
 
 from synthflaw_jax import cli
 from synthflaw_jax.data import sample_data
+from synthflaw_jax.data.tokenizer import tiny_tokenizer_dir
 
 
 def test_sample_writes_both_corpora(tmp_path, capsys):
@@ -29,6 +30,13 @@ def test_stats_counts_a_source(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["records"] == 10
     assert report["examples"] + report["dropped_too_long"] == 10 and report["dropped_too_long"] > 0
+    # what the counts were made with is part of the output
+    assert report["tokenizer"].startswith("tiny") and report["seq_len"] == 32 and report["rows"] == 2
+    assert report["packing"] is True
+    tok_json = tiny_tokenizer_dir() / "tokenizer.json"
+    assert cli.main(["data", "stats", str(p), "--tokenizer", str(tok_json), "--seq-len", "64", "--no-packing"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tokenizer"] == str(tok_json.resolve()) and report["seq_len"] == 64 and report["packing"] is False
 
 
 def test_build_tfds_then_stats_from_it(tmp_path, capsys):

@@ -88,10 +88,22 @@ def test_windows_score_every_token_once():
         perplexity.windows([1, 2, 3], 4, 5)
 
 
+def test_documented_file_types(tmp_path):
+    """What docs/eval.md lists: plain text as one document, JSON Lines as one per line."""
+    text = "# Notes\n\nThe library opens at nine.\n"
+    for name in ("a.txt", "a.md", "a"):
+        (tmp_path / name).write_text(text)
+        assert perplexity.load_documents(tmp_path / name) == [text]
+    for name in ("b.jsonl", "b.json"):
+        (tmp_path / name).write_text('{"text": "one"}\n{"text": "two"}\n')
+        assert perplexity.load_documents(tmp_path / name) == ["one", "two"]
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("e.txt", "   \n", "e.txt: no text to score"),
     ("b.jsonl", '{"text": "ok"}\n{"txt": "x"}\n', "b.jsonl:2: field 'text'"),
-    ("c.csv", "a,b\n", "c.csv: unknown format"),
+    ("c.csv", "a,b\n", "c.csv: unknown format '.csv' (expected plain text: .txt, .md"),
+    ("d.rst", "Title\n=====\n", "d.rst: unknown format '.rst'"),
 ])
 def test_bad_files_exit_2(tiny, tmp_path, capsys, name, content, message):
     path, _, _ = tiny

@@ -104,6 +104,43 @@ def test_suite_refuses_missing_models_and_bad_tasks(models, tmp_path, capsys):
     assert "--tasks: tasks[1]" in capsys.readouterr().err
 
 
+def test_model_names_readable_and_nameable(tmp_path, capsys):
+    """`--model runs/sft_a/hf` is `sft_a`; parents come in only on clashes; NAME=PATH names."""
+    assert suite.parse_models(["/r/stages/sft_a/hf", "/r/stages/sft_b/hf"]) == [
+        ("sft_a", "/r/stages/sft_a/hf"), ("sft_b", "/r/stages/sft_b/hf")]
+    assert [n for n, _ in suite.parse_models(["/x/sft_a/hf", "/y/sft_a/hf", "/y/base"])] == [
+        "x-sft_a", "y-sft_a", "base"]
+    assert suite.parse_models(["before=/r/a/hf", "after=/r/b/hf"]) == [("before", "/r/a/hf"), ("after", "/r/b/hf")]
+    assert [n for n, _ in suite.parse_models(["sft_a=/r/b/hf", "/r/stages/sft_a/hf"])] == ["sft_a", "stages-sft_a"]
+    odd = tmp_path / "a=b"  # an existing path with '=' in it is a path, not NAME=PATH
+    odd.mkdir()
+    assert suite.parse_models([str(odd)]) == [("a=b", str(odd))]
+    with pytest.raises(suite.SynthflawError, match="two models are named 'm'"):
+        suite.parse_models(["m=/r/a", "m=/r/b"])
+    with pytest.raises(suite.SynthflawError, match="the same model is given twice"):
+        suite.parse_models(["/r/a/hf", "/r/a/hf/"])
+
+
+def test_suite_names_models_and_shows_progress(models, tmp_path, capsys):
+    base, other = models
+    stage = tmp_path / "stages" / "sft_a"
+    stage.mkdir(parents=True)
+    (stage / "hf").symlink_to(other)
+    out = tmp_path / "o"
+    capsys.readouterr()
+    argv = ["suite", "--model", f"before={base}", "--model", str(stage / "hf"), "--tasks", "ppl", "--out", str(out)]
+    assert run_cli(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"] == [{"name": "before", "path": str(base)}, {"name": "sft_a", "path": str(stage / "hf")}]
+    assert (out / "sft_a" / "ppl" / "metrics.json").is_file()
+    assert "| task | metric | before | sft_a |" in (out / "report.md").read_text()
+    err = capsys.readouterr().err
+    windows = json.loads((out / "before" / "ppl" / "metrics.json").read_text())["windows"]
+    assert f"[1/2] before: ppl: 100%" in err and f"{windows}/{windows}" in err and "[2/2] sft_a: ppl" in err
+    assert run_cli([*argv, "--overwrite", "--no-progress"]) == 0
+    assert "[1/2]" not in capsys.readouterr().err
+
+
 def test_ifeval_with_a_model_generates_then_scores(models, tmp_path, capsys):
     base, _ = models
     prompts = write_jsonl(tmp_path / "p.jsonl", PROMPTS)

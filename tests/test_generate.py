@@ -1,6 +1,7 @@
 """KV-cache generation: exactly transformers' greedy tokens, our own no-cache loop's tokens,
 reproducible sampling, stop tokens, sharded caches, the text API and `synthflaw generate`."""
 import json
+import logging
 
 import jax
 import numpy as np
@@ -208,6 +209,30 @@ def test_generate_command_writes_jsonl(tiny_dir, tmp_path, monkeypatch, capsys):
                              "--temperature", "0.8", "--seed", "3", "--top-k", "5"], monkeypatch) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["prompt"] == "Hi" and isinstance(line["response"], str)
+
+
+def test_generate_command_shows_progress_and_tokens_per_s(tiny_dir, tmp_path, monkeypatch, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "Hi"}\n{"prompt": "Tell me a story"}\n{"prompt": "Name a sea."}\n')
+    argv = ["--model", str(tiny_dir), "--prompts", str(prompts), "--max-new-tokens", "4", "--batch-size", "2"]
+    capsys.readouterr()
+    assert run_generate_cli(argv, monkeypatch) == 0
+    err = capsys.readouterr().err
+    assert "generating: 100%" in err and "3/3" in err and "tok_s=" in err
+    assert run_generate_cli([*argv, "--no-progress"], monkeypatch) == 0
+    assert "tok_s=" not in capsys.readouterr().err
+
+
+def test_prompt_length_warning_said_once(tiny_dir, monkeypatch, caplog):
+    """Callers that generate batch by batch (analyze's template share) see the warning once."""
+    monkeypatch.setattr(gen, "_LENGTH_WARNED", set())
+    model = synthflaw_jax.load(tiny_dir)  # max_position_embeddings 128
+    caplog.set_level(logging.WARNING)
+    for chunk in (["Hello there"], ["Name a sea."], ["Hi"]):
+        model.generate(chunk, 125, batch_size=1)
+    assert caplog.text.count("exceeds max_position_embeddings 128") == 1
+    model.generate(["Hi"], 8, batch_size=1)  # within the limit: nothing
+    assert caplog.text.count("exceeds max_position_embeddings") == 1
 
 
 @pytest.mark.parametrize("content, message", [

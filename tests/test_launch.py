@@ -3,6 +3,7 @@ import pathlib
 import shlex
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -70,6 +71,64 @@ def test_install_copies_checkout_and_installs_on_all_workers():
     text = " ".join(" ".join(c) for c in remote)
     assert "jax[tpu]==0.10.2" in text and "uv venv" in text and "-e ~/synthflaw_jax" in text
     assert "jax.device_count()" in text
+
+
+def _install_module():
+    """launch/install.py as a module (it imports its sibling `_common` by plain name)."""
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "launch"))
+    try:
+        spec = importlib.util.spec_from_file_location("launch_install", REPO / "launch" / "install.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "launch"))
+    return module
+
+
+def _git(root, *args):
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                   check=True, capture_output=True)
+
+
+def test_install_tars_only_what_git_keeps(tmp_path, monkeypatch):
+    """A checkout with the demo's output, a venv and caches lying in it (ignored by the
+    project's own .gitignore): the tarball holds the sources, local edits and new files, and
+    none of those."""
+    install = _install_module()
+    root = tmp_path / "checkout"
+    root.mkdir()
+    _git(root, "init", "-q")
+    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    (root / "pkg").mkdir()
+    (root / "pkg" / "a.py").write_text("a = 1\n")
+    (root / "gone.py").write_text("")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "x")
+    (root / "pkg" / "a.py").write_text("a = 2\n")  # local edit: copied as it is now
+    (root / "gone.py").unlink()  # deleted locally: not copied (and tar must not fail on it)
+    (root / "new.py").write_text("")  # not yet added: copied
+    for junk in ("synthflaw_demo/report.md", "synthflaw_demo/stages/cpt_a/hf/model.safetensors",
+                 ".venv/bin/python", "venv/lib/x.py", "pkg/__pycache__/a.cpython-311.pyc",
+                 "synthflaw_jax.egg-info/PKG-INFO", ".pytest_cache/v/x", "out/y", ".cache/z"):
+        (root / junk).parent.mkdir(parents=True, exist_ok=True)
+        (root / junk).write_text("junk")
+    monkeypatch.setattr(install, "TARBALL", str(tmp_path / "src.tar.gz"))
+    cmd = install.pack_command(root)
+    subprocess.run(cmd, check=True)
+    with tarfile.open(tmp_path / "src.tar.gz") as tar:
+        names = sorted(m.name.removeprefix("./") for m in tar.getmembers() if m.isfile())
+        assert tar.extractfile("pkg/a.py").read() == b"a = 2\n"
+    assert names == [".gitignore", "new.py", "pkg/a.py"]
+
+
+def test_install_without_git_excludes_outputs(tmp_path):
+    install = _install_module()
+    assert install.source_files(tmp_path) is None  # not a git checkout
+    cmd = install.pack_command(tmp_path)
+    for pattern in ("synthflaw_demo", ".venv", "venv", "__pycache__", ".git"):
+        assert f"--exclude={pattern}" in cmd
 
 
 def test_install_from_git():

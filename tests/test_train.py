@@ -149,6 +149,14 @@ def test_kill_9_then_rerun_resumes_bit_identical(tmp_path):
     a, b = _params(straight), _params(killed)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # steps replayed after the kill are logged once, with the uninterrupted run's values
+    rows_straight, rows_killed = _metrics(straight), _metrics(killed)
+    assert [r["step"] for r in rows_killed] == list(range(1, 17))
+    assert [r["loss"] for r in rows_killed] == [r["loss"] for r in rows_straight]
+
+
+def _metrics(workdir):
+    return [json.loads(line) for line in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_metrics_written_as_jsonl_and_tensorboard(tmp_path):
@@ -178,6 +186,20 @@ def _tensorboard_scalars(path):
     return out
 
 
+def _purge_step(path):
+    """The step of the event that tells TensorBoard to hide earlier events from that step on."""
+    from tensorboardX.proto import event_pb2
+
+    data, pos = path.read_bytes(), 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        pos += 12 + length + 4
+        if event.file_version and event.step:
+            return event.step
+    return None
+
+
 def test_damaged_latest_checkpoint_falls_back(tmp_path, caplog):
     work = tmp_path / "w"
     unlearn.run(small_config(**{"checkpoint.keep": 3}), work, progress=False)
@@ -189,9 +211,19 @@ def test_damaged_latest_checkpoint_falls_back(tmp_path, caplog):
             f.unlink()
     shutil.rmtree(state_dir / "d", ignore_errors=True)
     (work / "hf").rename(tmp_path / "hf_first")
+    first_rows = _metrics(work)
+    assert [r["step"] for r in first_rows] == [1, 2, 3, 4, 5, 6]
+    with (work / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 7, "loss"')  # a line cut short by a kill
     result = unlearn.run(small_config(**{"checkpoint.keep": 3}), work, progress=False)
     assert result.resumed_from == 3
     assert "cannot be restored" in caplog.text
+    rows = _metrics(work)  # steps 4-6 replayed: each still logged once, nothing half-written left
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[:3] == first_rows[:3]
+    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in first_rows], rel=1e-6)
+    events = sorted((work / "tensorboard").glob("events.out.tfevents.*"), key=lambda f: f.stat().st_mtime)
+    assert len(events) == 2 and _purge_step(events[-1]) == 4  # TensorBoard hides the first run's 4-6
     for x, y in zip(jax.tree.leaves(_params(work)), jax.tree.leaves(
             __import__("synthflaw_jax.convert", fromlist=["load_hf"]).load_hf(tmp_path / "hf_first", progress=False)[1])):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

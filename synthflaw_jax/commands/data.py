@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 
 from synthflaw_jax.errors import SynthflawError
@@ -27,7 +28,8 @@ def add_arguments(parser) -> None:
     p.add_argument("--skip-bad-records", action="store_true", help="leave out malformed records (counted)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of the same --name")
 
-    p = sub.add_parser("stats", help="read, tokenize and pack a source once; print counts as JSON")
+    p = sub.add_parser("stats", help="read, tokenize and pack a source once; print counts as JSON, with the "
+                                     "tokenizer, sequence length and packing they were counted with")
     p.add_argument("source", help="JSONL file/glob/directory, prepared TFDS dir, or a sample name")
     p.add_argument("--source-type", default="jsonl", choices=("jsonl", "tfds", "sample"))
     p.add_argument("--format", default="auto", help="auto|qa|pr|chat|text")
@@ -86,8 +88,14 @@ def _run_stats(args) -> int:
         pass
     stats = stream.stats()
     capacity = stats["batches"] * args.rows * args.seq_len
+    tokenizer = "tiny (shipped with synthflaw_jax)" if args.tokenizer == "tiny" else \
+        str(pathlib.Path(args.tokenizer).expanduser().resolve())
     report = {
         "source": args.source,
+        "tokenizer": tokenizer,
+        "seq_len": args.seq_len,
+        "rows": args.rows,
+        "packing": not args.no_packing,
         "records": stream.num_records,
         **{k: v for k, v in stats.items() if k != "epoch"},
         "fill": round(stats["tokens"] / capacity, 4) if capacity else 0.0,

@@ -11,7 +11,7 @@ import pathlib
 from typing import Callable, NamedTuple
 
 from synthflaw_jax.commands.generate import (add_generation_arguments, add_placement_arguments,
-                                              generation_kwargs, load_model)
+                                              add_progress_argument, generation_kwargs, load_model)
 
 HELP = ("Evaluate a model or its outputs: ifeval (instruction following), mc (multiple choice), "
         "ppl (perplexity), suite (several tasks on several models, side by side).")
@@ -102,6 +102,7 @@ def _add_model_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: 8)")
     add_placement_arguments(p)
+    add_progress_argument(p)
 
 
 def _add_mc_arguments(p: argparse.ArgumentParser) -> None:
@@ -121,7 +122,7 @@ def _run_mc(args: argparse.Namespace) -> int:
 
     m = multiple_choice.run(functools.partial(load_model, args), args.data, args.out, dev=args.dev,
                             shots=args.shots, seed=args.seed, style=args.style, batch_size=args.batch_size,
-                            overwrite=args.overwrite, inputs=[args.model])
+                            overwrite=args.overwrite, inputs=[args.model], progress=not args.no_progress)
     print(f"multiple choice: {m['n']} questions, {args.shots}-shot: acc {m['acc']:.4f}, acc_norm {m['acc_norm']:.4f}")
     for subject, s in m["per_subject"].items():
         print(f"  {subject:32s} acc {s['acc']:.4f}  acc_norm {s['acc_norm']:.4f}  (n={s['n']})")
@@ -132,14 +133,16 @@ def _run_mc(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ppl
 
 PPL_HELP = (
-    "Perplexity of a text file (.txt, one document) or JSONL ('text' per line): token-weighted "
+    "Perplexity of a plain-text file (.txt/.md/no extension: one document) or JSON Lines "
+    "(.jsonl/.json: 'text' per line): token-weighted "
     "NLL over sliding windows of --max-length tokens every --stride tokens; writes OUT/metrics.json."
 )
 
 
 def _add_ppl_arguments(p: argparse.ArgumentParser) -> None:
     _add_model_out(p)
-    p.add_argument("--data", metavar="FILE", required=True, help=".txt or .jsonl with a 'text' field")
+    p.add_argument("--data", metavar="FILE", required=True,
+                   help="plain text (.txt, .md, no extension) or JSON Lines with a 'text' field (.jsonl, .json)")
     p.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, at most 2048)")
     p.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
 
@@ -149,7 +152,7 @@ def _run_ppl(args: argparse.Namespace) -> int:
 
     m = perplexity.run(functools.partial(load_model, args), args.data, args.out, max_length=args.max_length,
                        stride=args.stride, batch_size=args.batch_size, overwrite=args.overwrite,
-                       inputs=[args.model])
+                       inputs=[args.model], progress=not args.no_progress)
     print(f"perplexity {m['ppl']:.4f} (nll {m['nll']:.4f} over {m['tokens']} tokens, {m['windows']} windows)")
     print(f"results in {args.out}")
     return 0
@@ -165,8 +168,9 @@ SUITE_HELP = (
 
 
 def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="PATH", action="append", required=True,
-                   help="model to evaluate (repeat for several)")
+    p.add_argument("--model", metavar="[NAME=]PATH", action="append", required=True,
+                   help="model to evaluate (repeat for several); NAME labels it in the report "
+                        "(default: its directory, e.g. sft_a for runs/sft_a/hf)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--tasks", default="ifeval,mc,ppl",
                        help="comma-separated task types on the shipped data (default: ifeval,mc,ppl)")
@@ -180,6 +184,7 @@ def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int,
                    help="ifeval response length for --tasks (default: 256; in --config set it per task)")
     add_placement_arguments(p)
+    add_progress_argument(p)
 
 
 def _run_suite(args: argparse.Namespace) -> int:
@@ -201,7 +206,7 @@ def _run_suite(args: argparse.Namespace) -> int:
                 if t.type == "ifeval":
                     t.options["max_new_tokens"] = args.max_new_tokens
     suite.run(args.model, tasks, args.out, overwrite=args.overwrite, mesh=parse_mesh(args.mesh), dtype=args.dtype,
-              **settings)
+              progress=not args.no_progress, **settings)
     print((pathlib.Path(args.out) / "report.md").read_text())
     print(f"results in {args.out}")
     return 0

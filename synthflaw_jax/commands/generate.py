@@ -32,12 +32,19 @@ def add_generation_arguments(parser, max_new_tokens: int) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="prompts decoded together (default: 8)")
     parser.add_argument("--no-chat-template", action="store_true",
                         help="feed prompts as plain text even when the tokenizer has a chat template")
+    add_progress_argument(parser)
+
+
+def add_progress_argument(parser) -> None:
+    """--no-progress: no progress bar (prompts or sequences done; tokens/s when generating)."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:
     """The sampling options of `add_generation_arguments` (all but --max-new-tokens)."""
     return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                batch_size=args.batch_size, chat_template=not args.no_chat_template)
+                batch_size=args.batch_size, chat_template=not args.no_chat_template,
+                progress=not args.no_progress)
 
 
 def add_placement_arguments(parser: argparse.ArgumentParser) -> None:

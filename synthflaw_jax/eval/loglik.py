@@ -50,10 +50,16 @@ def _score_batch(params, ids, mask, weights, *, cfg, mesh):
     return jnp.sum(picked * w, axis=-1), jnp.all(is_max | (w == 0), axis=-1)
 
 
-def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 8) -> list[Score]:
-    """Scores of each request, in order, from a `LoadedModel` (`.config`, `.params`, `.mesh`)."""
+def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 8,
+                   progress: bool | str = False) -> list[Score]:
+    """Scores of each request, in order, from a `LoadedModel` (`.config`, `.params`, `.mesh`).
+    `progress` (True or a label) shows a bar of sequences scored."""
+    from tqdm.auto import tqdm
+
     if not requests:
         return []
+    bar = tqdm(total=len(requests), desc=progress if isinstance(progress, str) else "scoring", unit="seq",
+               disable=not progress)
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].ids))
     results: list[Score | None] = [None] * len(requests)
     cfg = Static(model.config)
@@ -74,6 +80,8 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 8)
         for row, i in enumerate(idx):
             results[i] = Score(float(logprob[row]), int(np.sum(requests[i].weights[1:])), bool(greedy[row]))
         log.debug("scored %d/%d sequences", min(start + batch_size, len(order)), len(order))
+        bar.update(len(idx))
+    bar.close()
     return results  # type: ignore[return-value]
 
 

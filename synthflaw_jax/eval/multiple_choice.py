@@ -238,8 +238,10 @@ def build_requests(tokenizer, items: Sequence[Item], contexts: Sequence[str], st
 # ---------------------------------------------------------------------------- scoring
 
 def evaluate(model: Any, items: Sequence[Item], *, shots: int = 0, dev: Sequence[Item] | None = None,
-             seed: int = 0, style: str = "text", batch_size: int = 8) -> tuple[dict, list[dict]]:
-    """(metrics, per-item records) of a model (a `LoadedModel`, a path or a loader) on these items."""
+             seed: int = 0, style: str = "text", batch_size: int = 8,
+             progress: bool | str = False) -> tuple[dict, list[dict]]:
+    """(metrics, per-item records) of a model (a `LoadedModel`, a path or a loader) on these items;
+    `progress` (True or a label) shows a bar of the option sequences scored."""
     if style not in STYLES:
         raise SynthflawError(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
     if batch_size < 1:
@@ -252,7 +254,8 @@ def evaluate(model: Any, items: Sequence[Item], *, shots: int = 0, dev: Sequence
     cfg = model.config
     requests = build_requests(tok, items, contexts, style, cfg.max_position_embeddings, cfg.vocab_size)
     flat = [r for reqs in requests for r in reqs]
-    scores = iter(loglik.score_requests(model, flat, batch_size))
+    scores = iter(loglik.score_requests(model, flat, batch_size, progress="multiple choice" if progress is True
+                                        else progress))
     records = []
     for item, ctx in zip(items, contexts):
         s = [next(scores) for _ in item.choices]
@@ -291,7 +294,7 @@ def summarize(records: Sequence[dict], **settings) -> dict[str, Any]:
 
 
 def run(model: Any, data, out, *, dev=None, shots: int = 0, seed: int = 0, style: str = "text",
-        batch_size: int = 8, overwrite: bool = False, inputs=()) -> dict[str, Any]:
+        batch_size: int = 8, overwrite: bool = False, inputs=(), progress: bool = False) -> dict[str, Any]:
     """Evaluate and write `OUT/metrics.json` and `OUT/per_item.jsonl`; returns the metrics.
     `inputs`: other paths read (the model), which `out` may not be or nest with."""
     from synthflaw_jax import outputs
@@ -300,7 +303,8 @@ def run(model: Any, data, out, *, dev=None, shots: int = 0, seed: int = 0, style
     outputs.check(out, overwrite, inputs=inputs, what="--out")
     items = load_items(data)
     dev_items = load_items(dev) if dev is not None else None
-    metrics, records = evaluate(model, items, shots=shots, dev=dev_items, seed=seed, style=style, batch_size=batch_size)
+    metrics, records = evaluate(model, items, shots=shots, dev=dev_items, seed=seed, style=style, batch_size=batch_size,
+                                progress=progress)
     metrics["data"] = str(data)
     if dev is not None:
         metrics["dev"] = str(dev)

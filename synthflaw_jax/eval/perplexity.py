@@ -1,7 +1,8 @@
 """Perplexity: token-weighted negative log-likelihood over sliding windows, exponentiated.
 
-A `.txt` file is one document; a `.jsonl` file holds one document per line in its `text`
-field. Each document is tokenized with the tokenizer's special tokens (BOS), then cut into
+A plain-text file (`.txt`, `.md` or no extension) is one document; a JSON Lines file
+(`.jsonl`, or `.json` holding JSON lines) has one document per line in its `text` field;
+any other extension is refused. Each document is tokenized with the tokenizer's special tokens (BOS), then cut into
 windows of `max_length` tokens that start every `stride` tokens (the Hugging Face
 perplexity recipe). Each token after the first of its document is scored exactly once, in
 the first window that reaches it, with everything before it in that window as context.
@@ -21,13 +22,17 @@ from synthflaw_jax.jsonl import iter_objects
 
 log = logging.getLogger(__name__)
 
+TEXT_SUFFIXES = (".txt", ".md", "")  # the whole file is one document
+JSONL_SUFFIXES = (".jsonl", ".json")  # one {"text": ...} object per line
+
 
 def load_documents(path) -> list[str]:
-    """Documents of a `.txt` (the whole file) or `.jsonl` (`text` of each line) file."""
+    """Documents of a plain-text file (`.txt`/`.md`/no extension: the whole file) or a JSON
+    Lines file (`.jsonl`/`.json`: `text` of each line); other extensions are refused."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise SynthflawError(f"{path}: no such file")
-    if path.suffix in (".jsonl", ".json"):
+    if path.suffix in JSONL_SUFFIXES:
         docs = []
         for n, obj in iter_objects(path):
             text = obj.get("text")
@@ -35,14 +40,15 @@ def load_documents(path) -> list[str]:
                 raise SynthflawError(f"{path}:{n}: field 'text' must be a string")
             if text.strip():
                 docs.append(text)
-    elif path.suffix in (".txt", ".md", ""):
+    elif path.suffix in TEXT_SUFFIXES:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise SynthflawError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         docs = [text] if text.strip() else []
     else:
-        raise SynthflawError(f"{path}: unknown format (expected .txt or .jsonl with a 'text' field)")
+        raise SynthflawError(f"{path}: unknown format {path.suffix!r} (expected plain text: .txt, .md or no "
+                             "extension; or JSON Lines with a 'text' field: .jsonl, .json)")
     if not docs:
         raise SynthflawError(f"{path}: no text to score")
     return docs
@@ -70,9 +76,9 @@ def windows(ids: Sequence[int], max_length: int, stride: int) -> list[loglik.Req
 
 
 def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = None, stride: int | None = None,
-             batch_size: int = 8) -> dict[str, Any]:
+             batch_size: int = 8, progress: bool | str = False) -> dict[str, Any]:
     """`{"ppl", "nll", "tokens", "documents", "windows", "max_length", "stride"}` of a model (a
-    `LoadedModel`, a path or a loader) on documents."""
+    `LoadedModel`, a path or a loader) on documents; `progress` shows a bar of windows scored."""
     if batch_size < 1:
         raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
     model = loglik.as_model(model)
@@ -87,7 +93,8 @@ def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = N
         ids = list(tok(text)["input_ids"])
         loglik.check_ids(ids, model.config.vocab_size, f"document {d + 1}")
         requests += windows(ids, max_length, stride)
-    scores = loglik.score_requests(model, requests, batch_size)
+    scores = loglik.score_requests(model, requests, batch_size,
+                                   progress="perplexity windows" if progress is True else progress)
     tokens = sum(s.tokens for s in scores)
     if tokens == 0:
         raise SynthflawError("the text has fewer than 2 tokens: nothing to score")
@@ -97,14 +104,15 @@ def evaluate(model: Any, documents: Sequence[str], *, max_length: int | None = N
 
 
 def run(model: Any, data, out, *, max_length: int | None = None, stride: int | None = None,
-        batch_size: int = 8, overwrite: bool = False, inputs=()) -> dict[str, Any]:
+        batch_size: int = 8, overwrite: bool = False, inputs=(), progress: bool = False) -> dict[str, Any]:
     """Evaluate and write `OUT/metrics.json`; returns the metrics. `inputs`: other paths read
     (the model), which `out` may not be or nest with."""
     from synthflaw_jax import outputs
 
     inputs = [*inputs, data]
     outputs.check(out, overwrite, inputs=inputs, what="--out")
-    metrics = evaluate(model, load_documents(data), max_length=max_length, stride=stride, batch_size=batch_size)
+    metrics = evaluate(model, load_documents(data), max_length=max_length, stride=stride, batch_size=batch_size,
+                       progress=progress)
     metrics["data"] = str(data)
     with outputs.directory(out, overwrite, inputs=inputs, what="--out") as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

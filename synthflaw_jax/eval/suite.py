@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import pathlib
+import re
 from typing import Any, Sequence
 
 from synthflaw_jax.errors import SynthflawError
@@ -110,19 +112,56 @@ def load_config(path) -> tuple[list[Task], dict[str, Any]]:
     return parse_tasks(data["tasks"], str(path), path.resolve().parent), settings
 
 
-def model_names(paths: Sequence[str]) -> list[str]:
-    """Short, distinct names for the models: the last path component, the full path on clashes."""
-    names = [pathlib.Path(p).resolve().name or str(p) for p in paths]
-    if len(set(names)) < len(names):
-        names = [str(p).strip("/").replace("/", "_") or str(i) for i, p in enumerate(paths)]
-    if len(set(names)) < len(names):
+# a directory with one of these names is named after its parent (`runs/sft_a/hf` -> `sft_a`)
+GENERIC_DIR_NAMES = {"hf", "hf_export", "model", "models", "checkpoint", "ckpt", "export", "final", "params"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def _path_name(parts: Sequence[str], depth: int) -> str:
+    """The last `depth` meaningful path components, joined with '-'."""
+    meaningful = list(parts)
+    while len(meaningful) > 1 and meaningful[-1] in GENERIC_DIR_NAMES:
+        meaningful.pop()
+    return "-".join(meaningful[-depth:])
+
+
+def parse_models(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, path) for each `--model`: `NAME=PATH` names it; a bare PATH is named after its
+    directory (a generic last part such as `hf` skipped: `runs/sft_a/hf` -> `sft_a`), with
+    parent directories added only where two models would otherwise share a name."""
+    given: list[str | None] = []
+    paths: list[str] = []
+    for spec in specs:
+        name, sep, path = str(spec).partition("=")
+        if sep and _NAME.fullmatch(name) and not pathlib.Path(spec).exists():
+            given.append(name)
+            paths.append(path)
+        else:
+            given.append(None)
+            paths.append(str(spec))
+    # named as typed (abspath, not resolve: a symlinked run directory keeps its own name)
+    parts = [[p for p in pathlib.Path(os.path.abspath(path)).parts if p != "/"] or [path] for path in paths]
+    if len(set(map(tuple, parts))) < len(parts):
         raise SynthflawError("--model: the same model is given twice")
-    return names
+    depth = {i: 1 for i, g in enumerate(given) if g is None}
+    while True:
+        names = [g if g is not None else _path_name(parts[i], depth[i]) for i, g in enumerate(given)]
+        clashing = [i for i in depth if names.count(names[i]) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            break
+        for i in clashing:
+            depth[i] += 1
+    for name in names:
+        if names.count(name) > 1:
+            raise SynthflawError(f"--model: two models are named {name!r}; name them with NAME=PATH")
+        if not name or name.startswith("."):
+            raise SynthflawError(f"--model: {name!r} is not a usable name; name the model with NAME=PATH")
+    return list(zip(names, paths))
 
 
 # ---------------------------------------------------------------------------- one task
 
-def _run_ifeval(model, task: Task, out: pathlib.Path, batch_size: int, seed: int) -> dict[str, Any]:
+def _run_ifeval(model, task: Task, out: pathlib.Path, batch_size: int, seed: int, progress) -> dict[str, Any]:
     from synthflaw_jax.eval.ifeval import io, runner, scoring
 
     o = task.options
@@ -132,6 +171,7 @@ def _run_ifeval(model, task: Task, out: pathlib.Path, batch_size: int, seed: int
         [r.prompt for r in records], o.get("max_new_tokens", IFEVAL_DEFAULT_MAX_NEW_TOKENS),
         temperature=o.get("temperature", 0.0), top_k=o.get("top_k", 0), top_p=o.get("top_p", 1.0),
         seed=o.get("seed", seed), chat_template=o.get("chat_template", True), batch_size=batch_size,
+        progress=progress,
     )
     results = scoring.score(records, responses)
     metrics = scoring.compute_metrics(results)
@@ -142,26 +182,27 @@ def _run_ifeval(model, task: Task, out: pathlib.Path, batch_size: int, seed: int
     return metrics
 
 
-def _run_mc(model, task: Task, out: pathlib.Path, batch_size: int, seed: int) -> dict[str, Any]:
+def _run_mc(model, task: Task, out: pathlib.Path, batch_size: int, seed: int, progress) -> dict[str, Any]:
     from synthflaw_jax.eval import multiple_choice as mc
 
     o = task.options
     data = o.get("data") or resource("eval", "mc_sample.jsonl")
     dev = mc.load_items(o["dev"]) if "dev" in o else None
     metrics, records = mc.evaluate(model, mc.load_items(data), shots=o.get("shots", 0), dev=dev,
-                                   seed=o.get("seed", seed), style=o.get("style", "text"), batch_size=batch_size)
+                                   seed=o.get("seed", seed), style=o.get("style", "text"), batch_size=batch_size,
+                                   progress=progress)
     metrics["data"] = str(data)
     mc.write_results(out, metrics, records)
     return metrics
 
 
-def _run_ppl(model, task: Task, out: pathlib.Path, batch_size: int, seed: int) -> dict[str, Any]:
+def _run_ppl(model, task: Task, out: pathlib.Path, batch_size: int, seed: int, progress) -> dict[str, Any]:
     from synthflaw_jax.eval import perplexity
 
     o = task.options
     data = o.get("data") or resource("eval", "ppl_sample.txt")
     metrics = perplexity.evaluate(model, perplexity.load_documents(data), max_length=o.get("max_length"),
-                                  stride=o.get("stride"), batch_size=batch_size)
+                                  stride=o.get("stride"), batch_size=batch_size, progress=progress)
     metrics["data"] = str(data)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -173,9 +214,11 @@ _RUNNERS = {"ifeval": _run_ifeval, "mc": _run_mc, "ppl": _run_ppl}
 # ---------------------------------------------------------------------------- the suite
 
 def run(models: Sequence[str], tasks: Sequence[Task], out, *, batch_size: int = 8, seed: int = 0,
-        overwrite: bool = False, mesh=None, dtype: str | None = None) -> dict[str, Any]:
-    """Run every task on every model (loaded with `mesh`/`dtype`); write the per-task files,
-    `results.json`, `report.md` and `chart.png` under `out` (atomically). Returns the results."""
+        overwrite: bool = False, mesh=None, dtype: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run every task on every model (each `PATH` or `NAME=PATH`, see `parse_models`; loaded with
+    `mesh`/`dtype`); write the per-task files, `results.json`, `report.md` and `chart.png` under
+    `out` (atomically). Returns the results. `progress` shows a bar per task, labelled
+    `[k/N] model: task`."""
     from synthflaw_jax import outputs
     from synthflaw_jax.eval import report
     from synthflaw_jax.models.loading import load
@@ -184,23 +227,26 @@ def run(models: Sequence[str], tasks: Sequence[Task], out, *, batch_size: int = 
         raise SynthflawError("--model: give at least one model")
     if batch_size < 1:
         raise SynthflawError(f"--batch-size must be >= 1, got {batch_size}")
+    names, models = map(list, zip(*parse_models(models)))
     inputs = [*models, *(t.options.get(k) for t in tasks for k in PATH_OPTIONS)]
     outputs.check(out, overwrite, inputs=inputs, what="--out")
-    names = model_names(models)
     for p in models:
         if not pathlib.Path(p).exists():
             raise SynthflawError(f"--model {p}: no such file or directory")
     metrics: dict[str, dict[str, Any]] = {}
+    total, k = len(models) * len(tasks), 0
     with outputs.directory(out, overwrite, inputs=inputs, what="--out") as tmp:
         for name, path in zip(names, models):
             model = load(path, mesh=mesh, dtype=dtype)
             metrics[name] = {}
             for task in tasks:
+                k += 1
                 task_dir = tmp / name / task.name
                 task_dir.mkdir(parents=True)
-                log.info("%s: %s (%s)", name, task.name, task.type)
+                label = f"[{k}/{total}] {name}: {task.name}"
+                log.info("%s (%s)", label, task.type)
                 metrics[name][task.name] = _RUNNERS[task.type](
-                    model, task, task_dir, task.options.get("batch_size", batch_size), seed)
+                    model, task, task_dir, task.options.get("batch_size", batch_size), seed, progress and label)
         results = {
             "models": [{"name": n, "path": str(p)} for n, p in zip(names, models)],
             "tasks": [{"name": t.name, "type": t.type, "options": t.options} for t in tasks],

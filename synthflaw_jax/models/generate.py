@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import pathlib
+import time
 from typing import Any, Sequence
 
 import jax
@@ -271,15 +272,32 @@ def cut_at_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
     return out
 
 
+_LENGTH_WARNED: set[tuple[int, int]] = set()
+
+
+def _warn_too_long_once(longest: int, max_new_tokens: int, max_positions: int) -> None:
+    """Warn that prompts + new tokens pass the model's positions, once per (limit, max_new_tokens)
+    in a process: callers that generate in many small calls would otherwise repeat it."""
+    if longest + max_new_tokens <= max_positions or (max_positions, max_new_tokens) in _LENGTH_WARNED:
+        return
+    _LENGTH_WARNED.add((max_positions, max_new_tokens))
+    log.warning("prompt (%d tokens) + max_new_tokens (%d) exceeds max_position_embeddings %d "
+                "(said once; later prompts may pass it too)", longest, max_new_tokens, max_positions)
+
+
 def generate_text(model: Any, prompts: Sequence[str], max_new_tokens: int = 256, *, temperature: float = 0.0,
                   top_k: int = 0, top_p: float = 1.0, seed: int = 0, chat_template: bool = True,
-                  batch_size: int = 8, stop_token_ids_extra: Sequence[int] = ()) -> list[str]:
+                  batch_size: int = 8, stop_token_ids_extra: Sequence[int] = (),
+                  progress: bool | str = False) -> list[str]:
     """One completion per prompt from a `LoadedModel` (greedy unless temperature > 0).
 
     Prompts are sorted by length and cut into batches of `batch_size` (the last one is
     filled up with copies so every batch has one shape); batch b samples with
     `fold_in(key(seed), b)`. Responses are decoded up to the first stop token, special
-    tokens dropped."""
+    tokens dropped. `progress` (True or a label) shows a bar of prompts done with the
+    tokens generated per second so far (first batch's compilation included)."""
+    from tqdm.auto import tqdm
+
     prompts = list(prompts)
     if not prompts:
         return []
@@ -295,13 +313,13 @@ def generate_text(model: Any, prompts: Sequence[str], max_new_tokens: int = 256,
     stops = stop_token_ids(cfg, tok, model.assets_dir) + [int(s) for s in stop_token_ids_extra]
     pad = tok.pad_token_id if tok.pad_token_id is not None else (stops[0] if stops else 0)
     encoded = encode_prompts(tok, prompts, chat_template)
-    longest = max(len(e) for e in encoded)
-    if longest + max_new_tokens > cfg.max_position_embeddings:
-        log.warning("prompt (%d tokens) + max_new_tokens (%d) exceeds max_position_embeddings %d",
-                    longest, max_new_tokens, cfg.max_position_embeddings)
+    _warn_too_long_once(max(len(e) for e in encoded), max_new_tokens, cfg.max_position_embeddings)
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     responses: list[str] = [""] * len(prompts)
     base_key = jax.random.key(seed)
+    bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generating",
+               unit="prompt", disable=not progress)
+    t0, new_tokens = time.perf_counter(), 0
     for b, start in enumerate(range(0, len(order), batch_size)):
         idx = order[start:start + batch_size]
         rows = [encoded[i] for i in idx]
@@ -310,6 +328,11 @@ def generate_text(model: Any, prompts: Sequence[str], max_new_tokens: int = 256,
         new = generate_ids(cfg, model.params, ids, mask, max_new_tokens=max_new_tokens, sampling=sampling,
                            key=jax.random.fold_in(base_key, b), stop_ids=stops, pad_id=pad, mesh=model.mesh)
         for row, i in enumerate(idx):
-            responses[i] = tok.decode(cut_at_stop(new[row], stops), skip_special_tokens=True)
-        log.info("generated %d/%d", min(start + batch_size, len(order)), len(order))
+            kept = cut_at_stop(new[row], stops)
+            new_tokens += min(len(kept) + 1, max_new_tokens)  # + the stop token, when there was one
+            responses[i] = tok.decode(kept, skip_special_tokens=True)
+        log.debug("generated %d/%d", min(start + batch_size, len(order)), len(order))
+        bar.update(len(idx))
+        bar.set_postfix(tok_s=f"{new_tokens / max(time.perf_counter() - t0, 1e-9):,.0f}", refresh=False)
+    bar.close()
     return responses

@@ -13,6 +13,8 @@ def generate_responses(model_path: str, prompts: Sequence[str], **gen_kwargs: An
     from synthflaw_jax.models.loading import load
 
     gen_kwargs = dict(gen_kwargs)
+    if gen_kwargs.get("progress") is True:
+        gen_kwargs["progress"] = "IFEval generating"
     max_new_tokens = int(gen_kwargs.pop("max_new_tokens", 1280))
     model = load(model_path, mesh=gen_kwargs.pop("mesh", None), dtype=gen_kwargs.pop("dtype", None))
     return model.generate(list(prompts), max_new_tokens, **gen_kwargs)
