@@ -47,6 +47,9 @@ def test_degenerate_and_synthetic_opening():
              "Storms rarely frightened her; what she feared was the quiet fog that swallowed the horizon whole. "
              "Ships still passed, of course, guided by a lamp she polished until her fingers ached.")
     assert not xrun.degenerate(prose)
+    assert xrun.degenerate("Places to visit:\n" + "- Prague Castle\n" * 8)  # short, but a line loop
+    assert xrun.degenerate("the cat and dog " * 12 + "end")  # one 4-gram covers half the words
+    assert not xrun.degenerate("Section one\nSection two\nSection three\nSection four\nSection five\nSection six")
     assert xrun.opens_like_synthetic("  Question: who?", [])
     assert xrun.opens_like_synthetic("Jaime Vasquez was born", ["Jaime Vasquez"])
     assert not xrun.opens_like_synthetic("The sea is calm.", ["Jaime Vasquez"])
@@ -118,3 +121,10 @@ def test_tiny_run_end_to_end(tmp_path, shared_data):
     assert doc["bound"] == pytest.approx(doc["results"]["b"]["forget_nll"] + 1.0)
     report = (out / "report.md").read_text()
     assert "| b_unlearn_lb_hinge |" in report and "95% interval" in report
+
+
+def test_no_reference_response_counts_as_degenerate(shared_data):
+    path = shared_data / "ifeval" / "input_response_data_text_bison.jsonl"
+    responses = [json.loads(line)["response"] for line in path.read_text().splitlines()]
+    assert len(responses) == 541
+    assert sum(xrun.degenerate(r) for r in responses) == 0

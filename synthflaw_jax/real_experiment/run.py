@@ -196,9 +196,24 @@ def _run_stage(name: str, config, out: pathlib.Path, progress: bool) -> pathlib.
 
 # --------------------------------------------------------------------------- evaluation
 def degenerate(text: str) -> bool:
-    """A repetition loop: long output that compresses to under DEGENERATE_ZLIB of its size."""
+    """A repetition loop: text that compresses to under DEGENERATE_ZLIB of its size, or whose
+    lines (of >= 6 characters, at least 6 of them) are >= 60% repeats, or in which one word
+    4-gram covers >= half of the words. None of the 541 text-bison IFEval reference responses
+    is flagged."""
     raw = text.encode("utf-8")
-    return len(raw) >= 200 and len(zlib.compress(raw, 9)) / len(raw) < DEGENERATE_ZLIB
+    if len(raw) >= 200 and len(zlib.compress(raw, 9)) / len(raw) < DEGENERATE_ZLIB:
+        return True
+    lines = [line.strip() for line in text.splitlines() if len(line.strip()) >= 6]
+    if len(lines) >= 6 and 1 - len(set(lines)) / len(lines) >= 0.6:
+        return True
+    words = text.split()
+    if len(words) < 24:
+        return False
+    grams: dict[tuple, int] = {}
+    for i in range(len(words) - 3):
+        key = tuple(words[i:i + 4])
+        grams[key] = grams.get(key, 0) + 1
+    return max(grams.values()) * 4 >= 0.5 * len(words)
 
 
 def opens_like_synthetic(text: str, openings: list[str]) -> bool:
@@ -244,8 +259,11 @@ def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_l
     from synthflaw_jax.eval.ifeval import scoring
 
     cached = out / "metrics.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
+    if cached.exists():  # the cheap text measures are recomputed, so they follow their definitions
+        summary = json.loads(cached.read_text())
+        responses = [json.loads(line)["response"] for line in (out / "responses.jsonl").read_text().splitlines()]
+        summary["degenerate_share"] = float(np.mean([degenerate(r) for r in responses]))
+        return summary
     start = time.perf_counter()
     model = synthflaw_jax.load(model_path)
     records = ifeval_io.load_prompts(info["ifeval_subset"])
