@@ -34,8 +34,10 @@ def render(doc: dict) -> str:
         f"the {n} IFEval prompts only (paired bootstrap, 2000 resamples), not over seeds.",
         f"CPT: {s['cpt_steps']} steps, lr {s['cpt_lr']}, {s['text_rows']} real-text rows per step in every arm "
         f"+ {s['qa_rows']} synthetic rows in b and c, rows of {s['seq_len']} tokens, {s['n_facts']} TOFU records. "
-        f"Unlearning on b: {s['unlearn_steps']} steps, lr {s['unlearn_lr']}, bound {doc['bound']:.2f} nats "
-        f"(b's forget NLL + {s['bound_margin']}). IFEval: {n} prompts, {s['max_new_tokens']} new tokens, greedy.",
+        f"Unlearning on b: {s['unlearn_steps']} steps, lr {s['unlearn_lr']}, bound "
+        + (f"{doc['bound']:.2f} nats (b's forget NLL + {s['bound_margin']})" if doc.get("bound") is not None
+           else "not set yet (the run has not reached it)")
+        + f". IFEval: {n} prompts, {s['max_new_tokens']} new tokens, greedy.",
         "",
         "| model | " + " | ".join(c[1] for c in COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),

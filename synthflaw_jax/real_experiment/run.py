@@ -333,6 +333,17 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t
         return value
 
+    versions = {"python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine()}
+    skipped: dict[str, str] = {}
+    bound = None
+
+    def save() -> dict:  # after every evaluation, so a run cut short still leaves its table
+        doc = {"settings": dataclasses.asdict(s), "model_path": start_model, "data": info, "bound": bound,
+               "results": results, "skipped": skipped, "timings": timings, "versions": versions}
+        (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (out / "report.md").write_text(report.render(doc))
+        return doc
+
     base = timed("eval_start", lambda: evaluate(start_model, s, info, out / "eval" / "start"))
     base_logits = np.load(out / "eval" / "start" / "probe_logits.npy")
     results["start"] = base
@@ -342,8 +353,8 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
         models[arm] = timed(f"cpt_{arm}", lambda: _run_stage(f"cpt_{arm}", config, out, progress))
         results[arm] = timed(f"eval_{arm}", lambda: evaluate(str(models[arm]), s, info, out / "eval" / arm,
                                                               base_logits))
+        save()
     bound = results["b"]["forget_nll"] + s.bound_margin
-    skipped = {}
     for method in s.methods:
         key = f"b_unlearn_{method}"
         try:
@@ -354,9 +365,5 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
             continue
         hf = timed(key, lambda: _run_stage(key, config, out, progress))
         results[key] = timed(f"eval_{key}", lambda: evaluate(str(hf), s, info, out / "eval" / key, base_logits))
-    versions = {"python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine()}
-    doc = {"settings": dataclasses.asdict(s), "model_path": start_model, "data": info, "bound": bound,
-           "results": results, "skipped": skipped, "timings": timings, "versions": versions}
-    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "report.md").write_text(report.render(doc))
-    return doc
+        save()
+    return save()
