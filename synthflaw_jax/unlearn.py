@@ -134,7 +134,9 @@ def _model_config(config, tokenizer) -> tuple[ModelConfig, pathlib.Path | None]:
                    remat_policy=config.model.remat_policy, attention_kernel=config.model.attention_kernel)
     if config.model.path == "tiny":
         return presets.tiny(vocab_size=len(tokenizer), **runtime), None
-    path = pathlib.Path(config.model.path)
+    from synthflaw_jax import named_models
+
+    path = pathlib.Path(named_models.resolve(config.model.path))
     if not path.exists():
         raise SynthflawError(f"config model.path: {path} does not exist")
     return ModelConfig.from_file(path / "config.json", **runtime), path

@@ -1,4 +1,5 @@
-"""`synthflaw convert hf-to-orbax HF_DIR CKPT_DIR` and `synthflaw convert orbax-to-hf CKPT_DIR HF_DIR`."""
+"""`synthflaw convert hf-to-orbax HF_DIR CKPT_DIR`, `orbax-to-hf CKPT_DIR HF_DIR`, and from llama.cpp's
+GGUF: `gguf-to-orbax FILE.gguf CKPT_DIR`, `gguf-to-hf FILE.gguf HF_DIR` (FILE may be a named model)."""
 from __future__ import annotations
 
 import re
@@ -45,7 +46,14 @@ def add_arguments(parser) -> None:
     to_hf.add_argument("ckpt_dir")
     to_hf.add_argument("hf_dir")
     to_hf.add_argument("--max-shard-size", default="5GB", help="split model.safetensors above this size (default 5GB)")
-    for p in (to_orbax, to_hf):
+    from_gguf = [sub.add_parser(f"gguf-to-{kind}", help=f"GGUF file (llama.cpp) or a named model -> {what}")
+                 for kind, what in (("orbax", "Orbax checkpoint"), ("hf", "HF directory"))]
+    for p, out in zip(from_gguf, ("ckpt_dir", "hf_dir")):
+        p.add_argument("gguf_file", help="a .gguf file, or a named model such as smollm2-135m-instruct")
+        p.add_argument(out)
+    from_gguf[0].add_argument("--mesh", help="place tensors sharded on a DATA,FSDP,TENSOR mesh (e.g. 1,-1,1)")
+    from_gguf[1].add_argument("--max-shard-size", default="5GB", help="split model.safetensors above this size")
+    for p in (to_orbax, to_hf, *from_gguf):
         p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                        help="cast the weights (default: keep each tensor's stored dtype)")
         p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
@@ -58,7 +66,13 @@ def run(args) -> int:
 
     start = time.perf_counter()
     progress = not args.no_progress
-    if args.direction == "hf-to-orbax":
+    if args.direction.startswith("gguf-to-"):
+        from synthflaw_jax import gguf_import
+
+        out = gguf_import.convert_cli(args, mesh=parse_mesh(getattr(args, "mesh", None)),
+                                      max_shard_bytes=parse_size(getattr(args, "max_shard_size", "5GB")))
+        src = args.gguf_file
+    elif args.direction == "hf-to-orbax":
         out = convert.hf_to_orbax(args.hf_dir, args.ckpt_dir, dtype=args.dtype, mesh=parse_mesh(args.mesh),
                                   overwrite=args.overwrite, progress=progress)
         src = args.hf_dir

@@ -46,7 +46,7 @@ def _add_ifeval_arguments(p: argparse.ArgumentParser) -> None:
         "--responses", metavar="FILE", help="responses JSONL {prompt, response} to score"
     )
     source.add_argument(
-        "--model", metavar="PATH", help="model (HF directory or checkpoint) to generate with"
+        "--model", metavar="PATH", help="model (HF directory, checkpoint, or a named model such as smollm2-135m-instruct) to generate with"
     )
     p.add_argument("--out", metavar="DIR", required=True, help="output directory")
     p.add_argument(
@@ -97,7 +97,7 @@ MC_HELP = (
 
 
 def _add_model_out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="PATH", required=True, help="HF model directory or synthflaw checkpoint")
+    p.add_argument("--model", metavar="PATH", required=True, help="HF model directory, synthflaw checkpoint, or a named model (smollm2-135m-instruct)")
     p.add_argument("--out", metavar="DIR", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: 8)")

@@ -11,7 +11,7 @@ HELP = ("Generate text from a model (HF directory or checkpoint): greedy by defa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `synthflaw generate`."""
-    parser.add_argument("--model", required=True, metavar="PATH", help="HF model directory or synthflaw checkpoint")
+    parser.add_argument("--model", required=True, metavar="PATH", help="HF model directory, synthflaw checkpoint, or a named model (smollm2-135m-instruct)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one prompt")
     src.add_argument("--prompts", metavar="FILE", help="JSONL with a 'prompt' string on each line")

@@ -94,12 +94,15 @@ def positions_from_mask(input_ids, attention_mask=None):
 
 
 def load(path: str | os.PathLike, mesh=None, dtype: str | None = None, **runtime) -> LoadedModel:
-    """Load an HF directory (config.json + safetensors) or a checkpoint written by this project.
+    """Load an HF directory (config.json + safetensors), a checkpoint written by this project,
+    or a named model (`synthflaw_jax.named_models`, e.g. "smollm2-135m-instruct").
 
     `mesh` places every parameter with its sharding; `dtype` casts the stored parameters;
     runtime options (`remat_policy`, `attention_kernel`, compute `dtype` via `compute_dtype`)
     go to the model config."""
-    path = pathlib.Path(path)
+    from synthflaw_jax import named_models
+
+    path = pathlib.Path(named_models.resolve(path))  # a named model -> its converted cache dir
     if "compute_dtype" in runtime:
         runtime["dtype"] = runtime.pop("compute_dtype")
     if not path.exists():

@@ -1,0 +1,60 @@
+"""report.md of the real-model experiment: one table, paired intervals, and what they show."""
+from __future__ import annotations
+
+from synthflaw_jax.real_experiment.run import paired_interval
+
+COLUMNS = (("ifeval_prompt_strict", "IFEval prompt strict", "{:.3f}"),
+           ("ifeval_inst_strict", "inst strict", "{:.3f}"),
+           ("degenerate_share", "degenerate", "{:.2f}"),
+           ("synthetic_opening_share", "synthetic opening", "{:.2f}"),
+           ("mean_response_words", "words", "{:.0f}"),
+           ("fact_nll", "TOFU answer NLL", "{:.2f}"),
+           ("ppl_held_out_text", "held-out ppl", "{:.1f}"))
+
+COMPARISONS = (("a", "b", "uniform Q-A vs real text only (b - a)"),
+               ("c", "b", "uniform vs diverse Q-A (b - c)"))
+
+
+def _verdict(lo: float, hi: float) -> str:
+    if lo > 0:
+        return "shown (> 0)"
+    if hi < 0:
+        return "shown (< 0)"
+    return "not shown (interval contains 0)"
+
+
+def render(doc: dict) -> str:
+    """The markdown report of a results.json document."""
+    s, results = doc["settings"], doc["results"]
+    n = len(next(iter(results.values()))["ifeval_per_prompt_strict"])
+    lines = [
+        "# Real-model experiment",
+        "",
+        f"Model: `{s['model']}` ({doc['model_path']}). Seed {s['seed']}. One run: intervals are over "
+        f"the {n} IFEval prompts only (paired bootstrap, 2000 resamples), not over seeds.",
+        f"CPT: {s['cpt_steps']} steps, lr {s['cpt_lr']}, {s['text_rows']} real-text rows per step in every arm "
+        f"+ {s['qa_rows']} synthetic rows in b and c, rows of {s['seq_len']} tokens, {s['n_facts']} TOFU records. "
+        f"Unlearning on b: {s['unlearn_steps']} steps, lr {s['unlearn_lr']}, bound "
+        + (f"{doc['bound']:.2f} nats (b's forget NLL + {s['bound_margin']})" if doc.get("bound") is not None
+           else "not set yet (the run has not reached it)")
+        + f". IFEval: {n} prompts, {s['max_new_tokens']} new tokens, greedy.",
+        "",
+        "| model | " + " | ".join(c[1] for c in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for key, m in results.items():
+        cells = [fmt.format(m[col]) if m.get(col) is not None else "-" for col, _, fmt in COLUMNS]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "## Paired differences in IFEval prompt-level strict accuracy", "",
+              "| comparison | difference | 95% interval | verdict |", "|---|---|---|---|"]
+    pairs = [(x, y, label) for x, y, label in COMPARISONS if x in results and y in results]
+    pairs += [("b", k, f"{k} vs b") for k in results if k.startswith("b_unlearn_")]
+    for x, y, label in pairs:
+        mean, lo, hi = paired_interval(results[x]["ifeval_per_prompt_strict"], results[y]["ifeval_per_prompt_strict"],
+                                       seed=s["seed"])
+        lines.append(f"| {label} | {mean:+.3f} | [{lo:+.3f}, {hi:+.3f}] | {_verdict(lo, hi)} |")
+    if doc.get("skipped"):
+        lines += ["", "Skipped (not available in this build):"]
+        lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in doc["timings"].items()), ""]
+    return "\n".join(lines)
