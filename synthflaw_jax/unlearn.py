@@ -197,8 +197,8 @@ def _check_workdir(workdir, model_path) -> None:
                                  f"(config model.path); use a workdir outside it")
 
 
-def _check_rows(data, grad_accum: int) -> None:
-    rows = {name: stream.rows * jax.process_count() for name, stream in data.streams.items()}
+def _check_rows(config, grad_accum: int) -> None:
+    rows = data_config.stream_batch_sizes(config.data)  # global rows per step of each stream
     merged = {"forget": rows.get("forget", 0), "replay": rows.get("replay", 0) + rows.get("retain", 0)}
     for name, n in merged.items():
         if n % grad_accum:
@@ -360,7 +360,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     data = pipeline.build_mixture(config.data, tokenizer=tokenizer, model_vocab_size=model_cfg.vocab_size,
                                   pattern_markers={"forget": marker} if marker is not None else None,
                                   segment_limits=_segment_limits(config))
-    _check_rows(data, int(config.train.grad_accum))
+    _check_rows(config, int(config.train.grad_accum))
     schedule = train.make_schedule(config.optim, total_steps)
     tx = train.make_optimizer(config.optim, schedule)
     needs = train.reference_needs(config.loss)
