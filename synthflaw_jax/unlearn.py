@@ -356,7 +356,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     if model_path is not None:
         convert.check_model_files(model_path)
     tok_lib.check_vocab_size(tokenizer, model_cfg.vocab_size, where=f"tokenizer {config.data.tokenizer}")
-    marker = scope.prepare(config, tokenizer, workdir if main else None)  # forget_scope="pattern": pattern.json
+    # forget_scope="pattern": the marker, and a resumed run's pattern.json checked (written below)
+    marker = scope.prepare(config, tokenizer, workdir if main else None, write=False)
     data = pipeline.build_mixture(config.data, tokenizer=tokenizer, model_vocab_size=model_cfg.vocab_size,
                                   pattern_markers={"forget": marker} if marker is not None else None,
                                   segment_limits=_segment_limits(config))
@@ -367,6 +368,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
 
     workdir.mkdir(parents=True, exist_ok=True)
     _record_config(workdir, config)
+    if marker is not None and main and not (workdir / scope.PATTERN_FILE).exists():
+        scope.write_report(workdir, marker.report)
     runtime.barrier("synthflaw-config")
     shardings = train.state_shardings(model_cfg, tx, mesh)
     checkpointer = ckpt_lib.TrainCheckpointer(workdir / "checkpoints", config.checkpoint.every,

@@ -57,6 +57,7 @@ class PatternMarker:
         self.phrases = {place: sorted({tuple(p) for p in phrases.get(place, ())}, key=lambda p: (-len(p), p))
                         for place in patterns.PLACES}
         self._cache: dict[tuple[int, ...], np.ndarray] = {}  # answer ids -> flags: epochs repeat answers
+        self.report: dict | None = None  # what `prepare` found, for pattern.json
 
     def _decode(self, ids) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -217,10 +218,11 @@ def build(loss_cfg: dict, data_config, tokenizer) -> tuple[PatternMarker, dict]:
     return marker, report
 
 
-def prepare(config, tokenizer, workdir=None) -> PatternMarker | None:
+def prepare(config, tokenizer, workdir=None, write: bool = True) -> PatternMarker | None:
     """The forget stream's marker for an unlearning config with forget_scope="pattern" (else
-    None), its report written to `workdir/pattern.json` when a workdir is given; a resumed
-    run whose forget data now give a different report is refused."""
+    None), its report (also `marker.report`) written to `workdir/pattern.json` when a
+    workdir is given and `write`; a resumed run whose forget data now give a different
+    report is refused (checked whenever a workdir is given, before anything is written)."""
     from synthflaw_jax import losses
     from synthflaw_jax.data import config as config_lib
 
@@ -230,6 +232,7 @@ def prepare(config, tokenizer, workdir=None) -> PatternMarker | None:
     if "forget" not in config_lib.active_streams(config.data):
         raise SynthflawError("loss forget_scope='pattern': config data.streams.forget has no source")
     marker, report = build(c, config.data, tokenizer)
+    marker.report = report
     log.info("pattern scope: %d phrase(s) cover %d of %d forget target tokens (%.1f%%)", len(report["patterns"]),
              report["covered_tokens"], report["target_tokens"], 100 * report["covered_share"])
     if report["covered_tokens"] == 0:
@@ -242,8 +245,13 @@ def prepare(config, tokenizer, workdir=None) -> PatternMarker | None:
                     f"{path}: the forget corpus now gives a different pattern scope than when this run "
                     "started; restore the forget data or use a new --workdir"
                 )
-            return marker
-        tmp = workdir / (PATTERN_FILE + ".tmp")
-        tmp.write_text(text)
-        tmp.rename(path)
+        elif write:
+            write_report(workdir, report)
     return marker
+
+
+def write_report(workdir, report: dict) -> None:
+    """Write `report` as `workdir/pattern.json` (atomically; the workdir must exist)."""
+    tmp = workdir / (PATTERN_FILE + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.rename(workdir / PATTERN_FILE)
