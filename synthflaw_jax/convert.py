@@ -105,16 +105,22 @@ def _placer(cfg: ModelConfig, mesh):
 
 
 # --------------------------------------------------------------------------- HF side
-def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, progress: bool = True,
-            **runtime) -> tuple[ModelConfig, dict]:
-    """Read an HF directory into (config, params); params placed with their shardings on `mesh`."""
-    hf_dir = pathlib.Path(hf_dir)
+def _open_hf_dir(hf_dir: pathlib.Path, **runtime) -> tuple[ModelConfig, "hf_weights.SafetensorsReader"]:
+    """The config and weight reader of an HF directory, checked against each other (file
+    sizes, tensor names and shapes) without reading any weights."""
     if not hf_dir.is_dir():
         raise SynthflawError(f"{hf_dir}: not a directory")
     cfg = ModelConfig.from_file(hf_dir / "config.json", **runtime)
     reader = hf_weights.SafetensorsReader(hf_dir)
     reader.check_file_sizes()
     hf_weights.check_against_config(reader, cfg, str(hf_dir))
+    return cfg, reader
+
+
+def load_hf(hf_dir: str | os.PathLike, mesh=None, dtype: str | None = None, progress: bool = True,
+            **runtime) -> tuple[ModelConfig, dict]:
+    """Read an HF directory into (config, params); params placed with their shardings on `mesh`."""
+    cfg, reader = _open_hf_dir(pathlib.Path(hf_dir), **runtime)
     params = hf_weights.read_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
     return cfg, params
 
@@ -126,12 +132,7 @@ def check_model_files(path: str | os.PathLike) -> None:
     if is_model_checkpoint(path):
         _lazy_checkpoint_params(path.absolute())
         return
-    if not path.is_dir():
-        raise SynthflawError(f"{path}: not a directory")
-    cfg = ModelConfig.from_file(path / "config.json")
-    reader = hf_weights.SafetensorsReader(path)
-    reader.check_file_sizes()
-    hf_weights.check_against_config(reader, cfg, str(path))
+    _open_hf_dir(path)
 
 
 def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: str | os.PathLike | None = None,
@@ -258,12 +259,7 @@ def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite
     """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along)."""
     hf_dir, ckpt_dir = pathlib.Path(hf_dir), pathlib.Path(ckpt_dir)
     outputs.check(ckpt_dir, overwrite, inputs=[hf_dir])  # before any reading: a mistake costs nothing
-    if not hf_dir.is_dir():
-        raise SynthflawError(f"{hf_dir}: not a directory")
-    cfg = ModelConfig.from_file(hf_dir / "config.json")
-    reader = hf_weights.SafetensorsReader(hf_dir)
-    reader.check_file_sizes()
-    hf_weights.check_against_config(reader, cfg, str(hf_dir))
+    cfg, reader = _open_hf_dir(hf_dir)
     if dtype:
         cfg = _with_dtype(cfg, dtype)
     with outputs.directory(ckpt_dir, overwrite, inputs=[hf_dir]) as tmp:

@@ -20,6 +20,7 @@ from synthflaw_jax.cli import main
 from synthflaw_jax.data import scope
 from synthflaw_jax.data import tokenizer as tok_lib
 from synthflaw_jax.errors import SynthflawError
+from tests.test_losses import np_targets
 
 CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
 V = 7
@@ -28,19 +29,6 @@ V = 7
 # ------------------------------------------------------------------ numpy references
 
 
-def np_targets(batch, key="loss_mask"):
-    """[(b, example key, t)] for every target token t (predicted from position t-1)."""
-    ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch[key])
-    seg = batch.get("segment_ids")
-    out = []
-    for b in range(ids.shape[0]):
-        for t in range(1, ids.shape[1]):
-            if mask[b, t] == 0:
-                continue
-            if seg is not None and (seg[b, t] == 0 or seg[b, t] != seg[b, t - 1]):
-                continue
-            out.append((b, 0 if seg is None else int(seg[b, t]), t))
-    return out
 
 
 def np_scoped(batch):

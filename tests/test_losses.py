@@ -28,9 +28,10 @@ def np_log_softmax(z):
     return out
 
 
-def np_targets(batch):
-    """[(b, example key, t)] for every target token t (predicted from position t-1)."""
-    ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["loss_mask"])
+def np_targets(batch, key="loss_mask"):
+    """[(b, example key, t)] for every target token t (predicted from position t-1); `key`
+    names the mask that marks targets."""
+    ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch[key])
     seg = batch.get("segment_ids")
     seg = None if seg is None else np.asarray(seg)
     out = []
