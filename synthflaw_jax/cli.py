@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("absl", "jax", "orbax"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
             logging.getLogger(noisy).addFilter(_no_background_tracebacks)
+        # the same failed write, when its future is collected: "exception was never retrieved"
+        logging.getLogger("asyncio").addFilter(_no_background_tracebacks)
         sys.unraisablehook = _quiet_abandoned_writes
     try:
         return int(args._run(args) or 0)
