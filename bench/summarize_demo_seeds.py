@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(claims_lib.claims_table(claims_lib.evaluate_claims(runs, recommended))))
     for arm in arms:
         if arm.startswith("b_unlearn_") and arm != recommended:
-            cure = claims_lib.evaluate_claims(runs, arm)[4:]
+            cure = [c for c in claims_lib.evaluate_claims(runs, arm) if c.key.startswith("cure")]
             print(f"\n{arm}: " + "; ".join(f"{c.key} {c.interval} ({'shown' if c.shown else 'not shown'})"
                                           for c in cure))
     seconds = [sum(p["timings"].values()) for p in payloads]

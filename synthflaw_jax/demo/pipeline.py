@@ -146,7 +146,7 @@ def _check_out(out: pathlib.Path, settings: Settings, overwrite: bool) -> bool:
         return False
     if state_path.exists():
         state = json.loads(state_path.read_text())
-        if state.get("settings") == _settings_json(settings) and not state.get("complete"):
+        if state.get("settings") == settings_json(settings) and not state.get("complete"):
             return True
     raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
 
@@ -225,11 +225,12 @@ def run(out: str | pathlib.Path, seed: int = 0, quick: bool = False, overwrite: 
 
 
 def _write_state(out: pathlib.Path, settings: Settings, complete: bool) -> None:
-    (out / STATE_FILE).write_text(json.dumps({"settings": _settings_json(settings), "complete": complete}))
+    (out / STATE_FILE).write_text(json.dumps({"settings": settings_json(settings), "complete": complete}))
 
 
-def _settings_json(settings: Settings) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples as lists, as read back
+def settings_json(settings: Settings) -> dict:
+    """The settings as plain JSON values (tuples as lists, as they are read back)."""
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
 
 
 def _finished(out: pathlib.Path, settings: Settings) -> bool:
@@ -237,4 +238,4 @@ def _finished(out: pathlib.Path, settings: Settings) -> bool:
     if not state_path.exists() or not (out / "report.md").exists():
         return False
     state = json.loads(state_path.read_text())
-    return state.get("complete") and state.get("settings") == _settings_json(settings)
+    return state.get("complete") and state.get("settings") == settings_json(settings)

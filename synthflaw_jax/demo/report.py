@@ -142,7 +142,7 @@ def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Pat
           conversion_result, timings: dict, versions: dict) -> pathlib.Path:
     """Write out/report.md with its PNGs and out/results.json; copy the recommended unlearned
     model (before SFT) to out/unlearned_hf."""
-    from synthflaw_jax.demo.pipeline import arm_labels, stages
+    from synthflaw_jax.demo.pipeline import arm_labels, settings_json, stages
 
     labels = arm_labels(settings)
     methods = list(settings.methods)
@@ -235,6 +235,6 @@ def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Pat
                "claims": [{"key": c.key, "statement": c.statement, "estimate": c.interval.estimate,
                            "low": c.interval.low, "high": c.interval.high, "shown": c.shown} for c in claims],
                "data": {"fingerprint": data.fingerprint, "counts": counts}, "versions": versions,
-               "settings": json.loads(json.dumps(settings.__dict__))}
+               "settings": settings_json(settings)}
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     return path
