@@ -79,3 +79,11 @@ def test_demo_quick_report_rerun_and_resume(tmp_path, capsys, caplog):
     assert timings["base"] == first_timings["base"]  # finished before: its time is kept, not 0
     assert timings[last.name] > first_timings[last.name]  # the resumed part is added
     assert (last / "hf" / "model.safetensors").exists()
+
+    # another set of methods on the same run: the arms' stages are reused, only ga trains
+    caplog.clear()
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--methods", f"{last_method},ga"]) == 0
+    extended = json.loads((out / "results.json").read_text())
+    assert set(extended["results"]) == {"a", "b", "c", f"b_unlearn_{last_method}", "b_unlearn_ga"}
+    assert extended["timings"]["cpt_b"] == timings["cpt_b"] and extended["timings"]["unlearn_ga"] > 0
+    assert extended["results"]["b"]["per_item"] == payload["results"]["b"]["per_item"]

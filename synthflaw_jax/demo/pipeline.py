@@ -135,7 +135,8 @@ def stages(s: Settings) -> list[Stage]:
 
 
 def _check_out(out: pathlib.Path, settings: Settings, overwrite: bool) -> bool:
-    """True when `out` holds an unfinished demo with the same settings (resume it)."""
+    """True when `out` holds a demo to resume: an unfinished one with the same settings, or
+    one (finished or not) whose settings differ only in `methods`, whose stages are reused."""
     import shutil
 
     state_path = out / STATE_FILE
@@ -146,7 +147,10 @@ def _check_out(out: pathlib.Path, settings: Settings, overwrite: bool) -> bool:
         return False
     if state_path.exists():
         state = json.loads(state_path.read_text())
-        if state.get("settings") == settings_json(settings) and not state.get("complete"):
+        stored = state.get("settings") or {}
+        if stored == settings_json(settings) and not state.get("complete"):
+            return True
+        if _without_methods(stored) == _without_methods(settings_json(settings)):
             return True
     raise SynthflawError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
 
@@ -184,7 +188,7 @@ def run(out: str | pathlib.Path, seed: int = 0, quick: bool = False, overwrite: 
     out.mkdir(parents=True, exist_ok=True)
     _write_state(out, settings, complete=False)
     if resuming:
-        log.warning("resuming the unfinished demo in %s", out)
+        log.warning("resuming the demo in %s (finished stages are reused)", out)
     _enable_compilation_cache(out)
     timings = progress.Timings(out / "timings.json")
     tok = tiny_tokenizer()
@@ -231,6 +235,10 @@ def _write_state(out: pathlib.Path, settings: Settings, complete: bool) -> None:
 def settings_json(settings: Settings) -> dict:
     """The settings as plain JSON values (tuples as lists, as they are read back)."""
     return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
+def _without_methods(settings: dict) -> dict:
+    return {key: value for key, value in settings.items() if key != "methods"}
 
 
 def _finished(out: pathlib.Path, settings: Settings) -> bool:
