@@ -22,7 +22,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from synthflaw_jax import forgetting, losses
+from synthflaw_jax import forgetting, losses, row_groups
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models import llama
@@ -203,11 +203,14 @@ def _combine_metrics(stacked: dict, counts: dict, term_counts: dict) -> dict:
 
 def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     mesh: Mesh, shardings: TrainState, grad_accum: int = 1,
-                    max_segments: int | None = None) -> Callable:
+                    max_segments: int | None = None, one_forward: bool = True) -> Callable:
     """The jitted step `(state, batch, ref_params) -> (state, metrics)`; state is donated.
 
     `ref_params` (the frozen model before unlearning, sharded like the params) is used only
-    when the loss needs reference logits; pass None otherwise."""
+    when the loss needs reference logits; pass None otherwise. With `one_forward` the
+    forget and replay rows go through the policy (and the reference) in one call, so FSDP
+    gathers each weight once per step instead of once per stream (row_groups.py); False
+    runs one call per stream, the same numbers (kept to measure the difference)."""
     model = llama.CausalLM(model_cfg, mesh)
     objective = losses.make_objective(loss_cfg, max_segments)
     term_counts = losses.term_counts(loss_cfg)
@@ -219,15 +222,22 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg, tx: optax.GradientTransfor
 
     loss_weights = losses.validate_loss_config(loss_cfg)
 
+    def forward_streams(params, streams):
+        if one_forward:
+            return row_groups.forward_together(forward, params, streams, mesh)
+        return [forward(params, b) if b is not None else None for b in streams]
+
     def loss_fn(params, ref_params, micro, counts=None):
         forget, replay = micro.get("forget"), micro.get("replay")
         refs = {}
-        if needs.forget:
-            refs["forget_ref_logits"] = jax.lax.stop_gradient(forward(ref_params, forget))
-        if needs.replay:
-            refs["replay_ref_logits"] = jax.lax.stop_gradient(forward(ref_params, replay))
-        replay_logits = forward(params, replay) if replay is not None else None
-        forget_logits = forward(params, forget) if forget is not None else None
+        if needs.any:
+            ref_forget, ref_replay = forward_streams(
+                ref_params, [forget if needs.forget else None, replay if needs.replay else None])
+            if needs.forget:
+                refs["forget_ref_logits"] = jax.lax.stop_gradient(ref_forget)
+            if needs.replay:
+                refs["replay_ref_logits"] = jax.lax.stop_gradient(ref_replay)
+        forget_logits, replay_logits = forward_streams(params, [forget, replay])
         loss, metrics = objective(forget_logits, forget, replay_logits, replay, **refs)
         if counts is not None:
             loss = loss + _to_global_counts(metrics, counts, loss_weights, term_counts)

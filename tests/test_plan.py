@@ -66,6 +66,7 @@ def test_hlo_counter_collectives_on_a_sharded_program():
     stats = hlo.analyze(compiled.as_text(), 8)
     # an all-gather of 4 KiB: each device receives 7/8 of it
     assert stats.total_collective_bytes == pytest.approx(4096 * 7 / 8)
+    assert stats.collective_ops == {"all-gather": 1}
 
 
 def test_roofline_arithmetic():

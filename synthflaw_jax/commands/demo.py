@@ -12,7 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=None,
                         help="comma-separated unlearning methods to run on arm (b), from "
-                             "ul_pattern,ul_all,hinge,smooth,ga,npo,simnpo (default: all but smooth and simnpo)")
+                             "ul_pattern,ul_all,hinge,smooth,ga,npo,simnpo, or 'all' "
+                             "(default: ul_pattern,ul_all,hinge,ga,npo)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -26,6 +27,8 @@ def run(args) -> int:
     overrides = {}
     if args.methods is not None:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if methods == ("all",):
+            methods = tuple(pipeline.METHODS)
         unknown = [m for m in methods if m not in pipeline.METHODS]
         if unknown or not methods:
             raise SynthflawError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "

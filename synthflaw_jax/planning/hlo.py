@@ -30,6 +30,7 @@ class HloStats:
 
     dot_flops: float = 0.0
     collective_bytes: dict = dataclasses.field(default_factory=dict)  # op kind -> bytes per device
+    collective_ops: dict = dataclasses.field(default_factory=dict)    # op kind -> executions
     loops: list = dataclasses.field(default_factory=list)             # trip counts seen
     unknown_trip_counts: int = 0
 
@@ -111,14 +112,14 @@ def analyze(text: str, num_devices: int) -> HloStats:
     """Matmul FLOPs and collective bytes per device of an optimized HLO module (`compiled.as_text()`)."""
     comps, entry = _parse(text)
     stats = HloStats()
-    memo: dict[str, tuple[float, dict]] = {}
+    memo: dict[str, tuple[float, dict, dict]] = {}
 
-    def visit(name: str, stack: tuple = ()) -> tuple[float, dict]:
+    def visit(name: str, stack: tuple = ()) -> tuple[float, dict, dict]:
         if name in memo:
             return memo[name]
         if name not in comps or name in stack:
-            return 0.0, {}
-        flops, coll = 0.0, {}
+            return 0.0, {}, {}
+        flops, coll, ops = 0.0, {}, {}
         types: dict[str, str] = {}
         for line in comps[name]:
             m = _INSTR.match(line)
@@ -140,6 +141,7 @@ def analyze(text: str, num_devices: int) -> HloStats:
                 out_bytes = max((_DTYPE_BYTES[d] * math.prod(s) for d, s in _arrays(type_text)), default=0) \
                     if opcode.endswith("-start") else _bytes(type_text)
                 coll[base] = coll.get(base, 0.0) + _collective_bytes(base, out_bytes, _group_size(body, num_devices))
+                ops[base] = ops.get(base, 0) + 1
             callees: list[tuple[str, float]] = []
             if opcode == "while":
                 trip = _TRIP.search(body)
@@ -154,13 +156,15 @@ def analyze(text: str, num_devices: int) -> HloStats:
                 for group in re.findall(r"(?:calls|branch_computations)=\{([^}]*)\}", body):
                     callees += [(c, 1) for c in re.findall(r"%([\w.\-]+)", group)]
             for callee, mult in callees:
-                f, c = visit(callee, stack + (name,))
+                f, c, o = visit(callee, stack + (name,))
                 flops += mult * f
                 for kind, b in c.items():
                     coll[kind] = coll.get(kind, 0.0) + mult * b
-        memo[name] = (flops, coll)
+                for kind, n in o.items():
+                    ops[kind] = ops.get(kind, 0) + mult * n
+        memo[name] = (flops, coll, ops)
         return memo[name]
 
     if entry is not None:
-        stats.dot_flops, stats.collective_bytes = visit(entry)
+        stats.dot_flops, stats.collective_bytes, stats.collective_ops = visit(entry)
     return stats
