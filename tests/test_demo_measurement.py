@@ -211,6 +211,22 @@ def test_recommendation_reads_dev_prompts_and_facts_only():
     assert rows[0].startswith("| claim |") and sum("**shown**" in r for r in rows) >= 3
 
 
+def test_threshold_claims_need_the_whole_interval_past_the_threshold():
+    """A cure whose template share estimate is under 0.10 but whose interval reaches above
+    it is not shown; nor are facts kept when the interval dips below (a) + 0.15."""
+    n = 40
+    ones, half = [1] * n, [1, 0] * (n // 2)
+    opens = [1] * 3 + [0] * 37  # share 0.075: a bootstrap interval reaching past 0.10
+    facts = [1] * 16 + [0] * 24  # 0.40 vs (a) 0.225: gain 0.175, interval reaching below 0.15
+    run = {"a": _arm(ones, [1] * 9 + [0] * 31, [0] * n, 0.0), "b": _arm(half, ones, ones, 1.0),
+           "c": _arm(ones, ones, [0] * n, 0.0), "b_unlearn_x": _arm(ones, facts, opens, 0.0)}
+    by_key = {c.key: c for c in claims.evaluate_claims([run])}
+    template, kept = by_key["cure_template"], by_key["cure_keeps_facts"]
+    assert template.interval.estimate < claims.MAX_TEMPLATE_SHARE < template.interval.high
+    assert not template.shown
+    assert kept.interval.low < claims.MIN_FACTS_GAIN < kept.interval.estimate and not kept.shown
+
+
 def test_claims_over_seeds_need_every_arm_in_every_seed():
     run = {"a": _arm([1, 1], [0, 0], [0, 0], 0.0), "b": _arm([0, 1], [1, 1], [1, 1], 1.0),
            "c": _arm([1, 1], [1, 1], [0, 0], 0.0)}

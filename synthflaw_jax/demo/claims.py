@@ -2,8 +2,10 @@
 
 A run's results map an arm ("a", "b", "c", "b_unlearn_<method>") to its metrics with
 per-item values (`evaluate.py`). A difference claim is "shown" only when its 95% interval
-excludes 0 in the claimed direction; a threshold claim (a cure's targets) also needs its
-estimate past the threshold. One run gives intervals over prompts (or fact items); several
+excludes 0 in the claimed direction; a threshold claim (a cure's targets) only when its whole
+interval is on the claimed side of the threshold (so "perplexity no worse than (b)'s" needs
+the interval of the difference at or below 0). The recovered share of the gap follows the
+goal as it was set: estimate at least 0.75 and interval above 0. One run gives intervals over prompts (or fact items); several
 seeds give intervals over seeds and items (`eval/bootstrap.py`).
 """
 from __future__ import annotations
@@ -104,15 +106,15 @@ def evaluate_claims(runs: Sequence[dict], recommended: str | None = None) -> lis
                                                 lambda m: m[0])
     claims.append(Claim("cure_template", f"{r} no longer opens answers with the template",
                         "template share before SFT (held-out prompts)", template,
-                        template.estimate <= MAX_TEMPLATE_SHARE, f"<= {MAX_TEMPLATE_SHARE}"))
+                        template.high <= MAX_TEMPLATE_SHARE, f"<= {MAX_TEMPLATE_SHARE}"))
     facts = bootstrap.paired_difference(_seeds(runs, r, _mc_before), _seeds(runs, "a", _mc_before))
     claims.append(Claim("cure_keeps_facts", f"{r} keeps the facts: MC before SFT at least (a) + {MIN_FACTS_GAIN}",
                         "facts MC before SFT, difference to (a)", facts,
-                        facts.estimate >= MIN_FACTS_GAIN and facts.low > 0, f">= {MIN_FACTS_GAIN}"))
+                        facts.low >= MIN_FACTS_GAIN, f">= {MIN_FACTS_GAIN}"))
     ppl = bootstrap.paired_difference([[run[r]["ppl_held_out_text"]] for run in runs],
                                       [[run["b"]["ppl_held_out_text"]] for run in runs])
     claims.append(Claim("cure_ppl", f"{r}'s held-out perplexity is no worse than (b)'s",
-                        "held-out perplexity, difference to (b) (per seed)", ppl, ppl.estimate <= 0, "<= 0"))
+                        "held-out perplexity, difference to (b) (per seed)", ppl, ppl.high <= 0, "<= 0"))
     return claims
 
 

@@ -134,8 +134,8 @@ EXPLANATION = f"""How to read these numbers:
   answer opening of the forget corpus, on its own probe prompts, after 16 tokens.
 - **held-out ppl**: perplexity on docstrings never trained on.
 - Each claim's interval is a 95% paired bootstrap over the prompts (or fact items) of this one
-  run; "shown" needs the interval to exclude 0 in the claimed direction (and a cure's target
-  to be met). One seed is not a result: docs/results.md has the claims over seeds."""
+  run; "shown" needs the interval to exclude 0 in the claimed direction, or for a cure's
+  target the whole interval on the target's side. One seed is not a result: docs/results.md has the claims over seeds."""
 
 
 def write(out: pathlib.Path, settings, data: corpora.DemoData, root: pathlib.Path, results: dict, analysis: dict,
