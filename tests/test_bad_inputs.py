@@ -347,6 +347,8 @@ DEMO = [
     Case("out-under-file", ["demo", "--quick", "--out", "{file.txt}/demo"], "{file.txt} is a file"),
     Case("out-is-file", ["demo", "--quick", "--out", "{file.txt}"], "not a directory"),
     Case("out-not-empty", ["demo", "--quick", "--out", "{user}"], "not empty", _mkdir_with_file("user")),
+    Case("unknown-method", ["demo", "--quick", "--out", "{out}", "--methods", "ul_pattern,nope"], "nope"),
+    Case("all-among-others", ["demo", "--quick", "--out", "{out}", "--methods", "all,ga"], "all"),
 ]
 
 ALL = ([pytest.param(c, id=f"convert-{c.id}") for c in CONVERT] + [pytest.param(c, id=c.id) for c in UNLEARN]
