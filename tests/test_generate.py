@@ -117,12 +117,17 @@ def test_stop_token_ends_only_its_row(hf_pair):
     np.testing.assert_array_equal(got, hf_greedy(hf, ids, mask, N_NEW, stop))
 
 
-def test_sharded_cache_gives_the_same_tokens(llama_pair):
+def test_sharded_cache_gives_the_same_tokens(llama_pair, monkeypatch):
     _, model = llama_pair
     mesh = make_mesh(data=2, fsdp=2, tensor=2)
     sharded = synthflaw_jax.load(model.path, mesh=mesh)
     ids, mask = left_padded_prompts(model.config.vocab_size, seed=3)
-    np.testing.assert_array_equal(ours(sharded, ids, mask), ours(model, ids, mask))
+    n_new = 40  # positions stop at 64 (the config's limit)
+    # a first cache segment of 16 tokens, then growth to 32 and 40: the grown caches stay sharded
+    monkeypatch.setattr(gen, "FIRST_SEGMENT", 16)
+    assert gen.cache_segments(n_new) == [16, 32, 40]
+    np.testing.assert_array_equal(ours(sharded, ids, mask, n_new=n_new, stops=NEVER),
+                                  ours(model, ids, mask, n_new=n_new, stops=NEVER))
 
 
 def test_sampling_is_reproducible_and_top_k_1_is_greedy(llama_pair):
