@@ -189,7 +189,7 @@ class Attention(nn.Module):
         new_kv = None
         if layer_cache is not None:
             # The new tokens' K/V [B, K, T, D] in the cache's dtype and layout; the caller writes
-            # them into the stacked cache after the layers (one in-place update per step).
+            # them into the cache after the layer (one in-place update, the cache is only read here).
             k, v = k.astype(layer_cache["k"].dtype), v.astype(layer_cache["v"].dtype)
             new_kv = {"k": jnp.transpose(k, (0, 2, 1, 3)), "v": jnp.transpose(v, (0, 2, 1, 3))}
             k, v = k.astype(dtype), v.astype(dtype)  # attend with the values the cache keeps
@@ -263,9 +263,10 @@ class CausalLM(nn.Module):
     themselves, with the per-slot segment ids of `cache["segment_ids"]` (0 = padding).
 
     The stacked cache is only read inside the layer scan; each layer returns its new K/V and
-    they are written into the cache with one `dynamic_update_slice` after the scan, which XLA
-    does in place (a decode loop carrying the cache then never copies it). A Python int
-    `cache_index` of 0 (a prefill) skips reading the empty cache.
+    they are written into the cache with one `dynamic_update_slice` after the scan. A Python
+    int `cache_index` of 0 (a prefill) skips reading the empty cache. The scan still slices
+    each layer's weights and cache out of the stacked arrays, so a decode loop runs
+    `decode_step` instead.
     """
 
     cfg: ModelConfig
@@ -348,11 +349,13 @@ def cache_masks(cfg: ModelConfig, segment_ids, cache_segments, cache_index):
 
 def split_layers(params) -> list:
     """The stacked layer params as one tree per layer (for `decode_step`)."""
-    return [jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(jax.tree.leaves(params["layers"])[0].shape[0])]
+    layers = jax.tree.leaves(params["layers"])[0].shape[0]
+    return [jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(layers)]
 
 
 def split_cache(cache) -> dict:
-    """A stacked cache (`init_cache`) as per-layer arrays: {"layers": [{"k", "v"} [B, K, S, D]], "segment_ids"}."""
+    """A stacked cache (`init_cache`) as per-layer arrays:
+    {"layers": [{"k": [B, K, S, D], "v": ...} per layer], "segment_ids": [B, S]}."""
     layers = [{"k": cache["k"][i], "v": cache["v"][i]} for i in range(cache["k"].shape[0])]
     return {"layers": layers, "segment_ids": cache["segment_ids"]}
 
