@@ -38,13 +38,14 @@ _MODEL_CLASSES = {"LlamaConfig": "LlamaForCausalLM", "MistralConfig": "MistralFo
                   "Qwen2Config": "Qwen2ForCausalLM"}
 
 
-def build_hf_model(variant: str, seed: int = 0, dtype: str = "float32"):
-    """A transformers model of this variant with random weights large enough to matter."""
+def build_hf_model(variant: str, seed: int = 0, dtype: str = "float32", **overrides):
+    """A transformers model of this variant with random weights large enough to matter
+    (`overrides` replace config fields, e.g. a longer max_position_embeddings)."""
     import torch
     import transformers
 
     cls_name, extra = VARIANTS[variant]
-    config = getattr(transformers, cls_name)(**BASE, **extra)
+    config = getattr(transformers, cls_name)(**{**BASE, **extra, **overrides})
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = getattr(transformers, _MODEL_CLASSES[cls_name])(config)

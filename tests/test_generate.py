@@ -117,12 +117,17 @@ def test_stop_token_ends_only_its_row(hf_pair):
     np.testing.assert_array_equal(got, hf_greedy(hf, ids, mask, N_NEW, stop))
 
 
-def test_sharded_cache_gives_the_same_tokens(llama_pair):
+def test_sharded_cache_gives_the_same_tokens(llama_pair, monkeypatch):
     _, model = llama_pair
     mesh = make_mesh(data=2, fsdp=2, tensor=2)
     sharded = synthflaw_jax.load(model.path, mesh=mesh)
     ids, mask = left_padded_prompts(model.config.vocab_size, seed=3)
-    np.testing.assert_array_equal(ours(sharded, ids, mask), ours(model, ids, mask))
+    n_new = 40  # positions stop at 64 (the config's limit)
+    # a first cache segment of 16 tokens, then growth to 32 and 40: the grown caches stay sharded
+    monkeypatch.setattr(gen, "FIRST_SEGMENT", 16)
+    assert gen.cache_segments(n_new) == [16, 32, 40]
+    np.testing.assert_array_equal(ours(sharded, ids, mask, n_new=n_new, stops=NEVER),
+                                  ours(model, ids, mask, n_new=n_new, stops=NEVER))
 
 
 def test_sampling_is_reproducible_and_top_k_1_is_greedy(llama_pair):
@@ -252,3 +257,82 @@ def test_generate_command_model_errors_exit_2(tiny_dir, tmp_path, monkeypatch, c
     assert "no such file" in capsys.readouterr().err
     assert run_generate_cli(["--model", str(tiny_dir), "--prompt", "x", "--top-p", "2"], monkeypatch) == 2
     assert "--top-p" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant, window", [("llama_untied", None), ("mistral", 48)])
+def test_long_decode_equals_transformers(variant, window, tmp_path):
+    """Hundreds of cache slots, left-padded prompts of mixed lengths (one of a single token)
+    and, for mistral, a sliding window much shorter than the decode: every greedy token equals
+    transformers' (its eager attention applies the window on every step)."""
+    import torch
+
+    extra = {"max_position_embeddings": 512} | ({"sliding_window": window} if window else {})
+    hf = build_hf_model(variant, seed=5, **extra)
+    model = synthflaw_jax.load(save_hf_model(hf, tmp_path / variant))
+    assert model.config.sliding_window == window
+    n_new = 300
+    ids, mask = left_padded_prompts(hf.config.vocab_size, lengths=(37, 5, 1, 20), width=40, seed=6)
+    got = ours(model, ids, mask, n_new=n_new, stops=NEVER)
+    with torch.no_grad():
+        want = hf.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
+                           max_new_tokens=n_new, min_new_tokens=n_new, pad_token_id=PAD,
+                           eos_token_id=None).numpy()[:, ids.shape[1]:]
+    assert len(set(want[0].tolist())) > 5  # a real sequence, not one token repeated
+    for row in range(len(ids)):
+        np.testing.assert_array_equal(got[row], want[row], err_msg=f"row {row}")
+
+
+def _while_bodies(hlo: str) -> dict[str, str]:
+    """{name: text} of the computations that are the body of some while loop in HLO text."""
+    import re
+
+    names = set(re.findall(r"body=(%[\w.\-]+)", hlo))
+    comps = {}
+    for block in hlo.split("\n\n"):
+        head = block.lstrip().split(" ", 1)[0]
+        if head in names:
+            comps[head] = block
+    for chunk in re.split(r"\n(?=%)", hlo):
+        head = chunk.split(" ", 1)[0]
+        if head in names and head not in comps:
+            comps[head] = chunk[: chunk.find("\n}") + 2]
+    return comps
+
+
+def test_decode_loop_never_copies_the_cache_or_the_weights():
+    """In the compiled decoder, the decode loop's body holds no copy of a layer's cache (nor of
+    the stacked cache) and slices no weights out of the stacked layers: each step reads the
+    cache and the weights where they lie and writes each layer's new K/V in place."""
+    import re
+
+    cfg = presets.tiny(num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2, hidden_size=96,
+                       intermediate_size=160)
+    params = loading.random_model(cfg, seed=0).params
+    batch, prompt, n_new = 4, 24, 40
+    ids, mask = left_padded_prompts(cfg.vocab_size, lengths=(24, 10, 3, 17), width=prompt)
+    hlo = gen.decoder().lower(
+        params, ids.astype(np.int32), mask.astype(np.int32), jax.random.key(0), gen._knobs(gen.Sampling()),
+        np.asarray(NEVER, np.int32), np.int32(PAD), cfg=gen.Static(cfg), mesh=None, max_new_tokens=n_new,
+        greedy=True,
+    ).compile().as_text()
+    bodies = _while_bodies(hlo)
+    # the decode loop is the one carrying the [B, max_new_tokens] output buffer
+    loop = [b for b in bodies.values() if f"s32[{batch},{n_new}]" in b.splitlines()[0]]
+    assert gen.cache_segments(n_new) == [n_new] and len(loop) == 1, list(bodies)
+    body = loop[0]
+    slots = prompt + n_new
+    layer_cache = f"f32[{batch},{cfg.num_key_value_heads},{slots},{cfg.head_dim}]"
+    stacked = f"f32[{cfg.num_hidden_layers},{batch},{cfg.num_key_value_heads},{slots},{cfg.head_dim}]"
+    ops = [line.strip() for line in body.splitlines()[1:] if " = " in line]
+    not_made = "get-tuple-element|bitcast|parameter"  # views of the loop's own buffers
+    cache_made = [op for op in ops if re.match(rf"%\S+ = {re.escape(layer_cache)}\S* (?!{not_made})", op)]
+    assert not [op for op in ops if op.split(" = ")[1].startswith(stacked)]
+    assert not [op for op in cache_made if " copy(" in op], "the loop body copies a layer's cache"
+    # what does produce a cache-shaped value is one in-place update per layer for K and V
+    assert len(cache_made) == 2 * cfg.num_hidden_layers, cache_made
+    assert all("dynamic-update-slice" in op for op in cache_made), cache_made
+    # no layer's weights are sliced or copied out of the stacked layers inside the loop
+    weight_shapes = {"f32[" + ",".join(map(str, x.shape[1:])) + "]" for x in jax.tree.leaves(params["layers"])
+                     if x.ndim > 2}
+    made = [op for op in ops if op.split(" = ")[1].split("{")[0].split(" ")[0] in weight_shapes]
+    assert not [op for op in made if "slice" in op or " copy(" in op], made

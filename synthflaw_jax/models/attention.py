@@ -2,8 +2,9 @@
 
 - `xla`: plain XLA (CPU/GPU; grouped-query attention without copying K/V): causal
   self-attention without a cache (training, scoring) runs `causal_blocked_attention`, which
-  skips the fully masked key blocks; decoding with a KV cache runs
-  `jax.nn.dot_product_attention`.
+  skips the fully masked key blocks; other masks run `jax.nn.dot_product_attention`.
+  Decoding steps over a KV cache run `cached_attention` (every kernel): the cache is only
+  read, never copied or rewritten inside the layer.
 - `reference`: plain einsum + softmax in float32; the readable definition the others must match.
 - `pallas_tpu`: the Pallas flash-attention kernel that ships with JAX, TPU only.
 
@@ -157,6 +158,46 @@ def _blocked_bwd(block, res, dout):
 
 
 _blocked_core.defvjp(_blocked_fwd, _blocked_bwd)
+
+
+def cached_attention(q, k, v, k_cache, v_cache, mask_new: AttentionMask, mask_cache: AttentionMask) -> jax.Array:
+    """Attention of new tokens over [cache slots] + [the new tokens themselves], one softmax.
+
+    q [B, T, H, D], k/v [B, T, K, D] (the new tokens' keys and values), k_cache/v_cache
+    [B, K, S, D] (read only: the new K/V are written into the cache by the caller, after the
+    layers). `mask_new` [T, T] and `mask_cache` [T, S] say which keys each query sees; the
+    caller excludes the cache slots the new tokens will occupy. The scores of both key blocks
+    are concatenated and normalised together in float32, so the result is the attention over
+    the union of both key sets. The G query heads of a KV head form one row block, and the
+    cache is contracted in its stored layout (batch axes B, K leading), so XLA needs no
+    transposed copy of it."""
+    b, t, h, d = q.shape
+    kv_heads = k.shape[2]
+    groups = h // kv_heads
+    f32 = jnp.float32
+    rows = groups * t
+    qg = jnp.transpose(q.reshape(b, t, kv_heads, groups, d), (0, 2, 3, 1, 4)).reshape(b, kv_heads, rows, d)
+    kn = jnp.transpose(k, (0, 2, 1, 3))  # [B, K, T, D]: small
+    vn = jnp.transpose(v, (0, 2, 1, 3))
+    scale = jnp.asarray(1.0 / (d ** 0.5), f32)
+    s_cache = jnp.einsum("bkqd,bksd->bkqs", qg, k_cache.astype(q.dtype), preferred_element_type=f32) * scale
+    s_new = jnp.einsum("bkqd,bktd->bkqt", qg, kn, preferred_element_type=f32) * scale
+
+    def rows_mask(mask):  # [B, 1, T, S'] -> [B, 1, G*T, S'], rows ordered (g, t) like qg
+        dense = mask.dense()
+        return jnp.broadcast_to(dense[:, :, None], (b, 1, groups) + dense.shape[2:]).reshape(b, 1, rows, -1)
+
+    neg = jnp.finfo(f32).min
+    s_cache = jnp.where(rows_mask(mask_cache), s_cache, neg)
+    s_new = jnp.where(rows_mask(mask_new), s_new, neg)
+    m = jnp.maximum(jnp.max(s_cache, axis=-1, keepdims=True), jnp.max(s_new, axis=-1, keepdims=True))
+    p_cache = jnp.exp(s_cache - m)
+    p_new = jnp.exp(s_new - m)
+    denom = jnp.sum(p_cache, axis=-1, keepdims=True) + jnp.sum(p_new, axis=-1, keepdims=True)
+    o = jnp.einsum("bkqs,bksd->bkqd", p_cache.astype(q.dtype), v_cache.astype(q.dtype), preferred_element_type=f32)
+    o = o + jnp.einsum("bkqt,bktd->bkqd", p_new.astype(q.dtype), vn, preferred_element_type=f32)
+    o = (o / denom).reshape(b, kv_heads, groups, t, d)
+    return jnp.transpose(o, (0, 3, 1, 2, 4)).reshape(b, t, h, d).astype(q.dtype)
 
 
 def reference_attention(q, k, v, mask: AttentionMask) -> jax.Array:

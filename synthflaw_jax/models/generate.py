@@ -28,7 +28,8 @@ from synthflaw_jax.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-CACHE_AXES = ("layers", "cache_batch", "cache_length", "kv_heads", "head_dim")
+CACHE_AXES = ("layers", "cache_batch", "kv_heads", "cache_length", "head_dim")  # llama.init_cache's layout
+SEGMENT_AXES = ("cache_batch", "cache_length")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,26 +121,75 @@ def place_batch(x: np.ndarray, mesh):
 
 
 def _constrain_cache(cache, mesh):
+    """Pin a cache's sharding: stacked (`llama.init_cache`) or per layer (`llama.split_cache`)."""
     if mesh is None:
         return cache
-    out = {}
-    for name, x in cache.items():
-        axes = CACHE_AXES if x.ndim == 5 else CACHE_AXES[1:3]
-        out[name] = jax.lax.with_sharding_constraint(x, shd.logical_to_sharding(axes, x.shape, mesh))
-    return out
+
+    def pin(x):
+        axes = {5: CACHE_AXES, 4: CACHE_AXES[1:], 2: SEGMENT_AXES}[x.ndim]
+        return jax.lax.with_sharding_constraint(x, shd.logical_to_sharding(axes, x.shape, mesh))
+
+    return jax.tree.map(pin, cache)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "mesh", "max_new_tokens", "greedy"))
+# XLA:CPU's copy insertion without region analysis cannot tell that a step's reads of a
+# layer's cache come before that cache's in-place update (nothing orders them), and keeps the
+# two apart with two full copies of every layer's cache per decoded token; region analysis
+# proves the update safe in place. Set for the decoder's compilation only.
+_COMPILER_OPTIONS = {"cpu": {"xla_cpu_copy_insertion_use_region_analysis": True}}
+
+
+@functools.cache
+def _decoder_for(backend: str):
+    return jax.jit(_generate, static_argnames=("cfg", "mesh", "max_new_tokens", "greedy"),
+                   compiler_options=_COMPILER_OPTIONS.get(backend))
+
+
+def decoder():
+    """The jitted prefill + decode loop (`generate_ids`' core) with the default backend's
+    compiler options; `.lower(...)` on it gives the compiled program for inspection."""
+    return _decoder_for(jax.default_backend())
+
+
+FIRST_SEGMENT = 128  # decode steps attending over the first, shortest cache
+
+
+def cache_segments(max_new_tokens: int) -> list[int]:
+    """Generated-token counts at which the decode cache grows: 128, 256, 512, ..., max_new_tokens.
+
+    A step attends over every slot of the cache it carries, written or not; growing the cache
+    in doubling segments keeps the never-written slots attended to under about half, at the
+    price of one copy of the cache per segment and one more compiled loop body each. A last
+    segment shorter than a quarter of the one before is merged into it."""
+    ends, end = [], FIRST_SEGMENT
+    while end < max_new_tokens:
+        ends.append(end)
+        end *= 2
+    if ends and max_new_tokens - ends[-1] < ends[-1] // 4:
+        ends.pop()
+    return ends + [max_new_tokens]
+
+
+def _grow_cache(cache, slots: int, mesh):
+    """The per-layer cache with `slots` slots: new slots empty, their segment ids 1 (generated)."""
+    extra = slots - cache["segment_ids"].shape[1]
+    layers = [{name: jnp.pad(c[name], ((0, 0), (0, 0), (0, extra), (0, 0))) for name in ("k", "v")}
+              for c in cache["layers"]]
+    segments = jnp.pad(cache["segment_ids"], ((0, 0), (0, extra)), constant_values=1)
+    return _constrain_cache({"layers": layers, "segment_ids": segments}, mesh)
+
+
 def _generate(params, input_ids, attention_mask, key, knobs, stop, pad_id, *, cfg, mesh, max_new_tokens, greedy):
     cfg = cfg.value
     model = llama.CausalLM(cfg, mesh)
     batch, prompt_len = input_ids.shape
     mask = attention_mask.astype(jnp.int32)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+    segments = cache_segments(max_new_tokens)
 
-    cache = llama.init_cache(cfg, batch, prompt_len + max_new_tokens)
+    cache = llama.init_cache(cfg, batch, prompt_len + segments[0])
     # Generated slots are all real tokens; causality keeps the not-yet-written ones unseen.
-    cache["segment_ids"] = jnp.concatenate([mask, jnp.ones((batch, max_new_tokens), jnp.int32)], axis=1)
+    cache["segment_ids"] = jnp.concatenate([mask, jnp.ones((batch, segments[0]), jnp.int32)], axis=1)
     cache = _constrain_cache(cache, mesh)
     _, hidden, cache = model.apply({"params": params}, input_ids, positions, mask, cache, 0)
     # Left padding puts every row's last prompt token in the last column.
@@ -157,21 +207,29 @@ def _generate(params, input_ids, attention_mask, key, knobs, stop, pad_id, *, cf
     done = is_stop(tok)
     ones = jnp.ones((batch, 1), jnp.int32)
 
-    def cond(state):
-        i, _, done, _, _, _ = state
-        return (i < max_new_tokens - 1) & ~jnp.all(done)
+    # The loop carries one cache array per layer and reads per-layer weights split off once
+    # here: nothing the size of the cache or of the weights is copied inside a step.
+    layer_params = llama.split_layers(params)
+    cache = _constrain_cache(llama.split_cache(cache), mesh)
 
     def body(state):
         i, out, done, cache, pos, key = state
         tok = jax.lax.dynamic_slice_in_dim(out, i, 1, axis=1)
-        logits, _, cache = model.apply({"params": params}, tok, pos[:, None], ones, cache, prompt_len + i)
+        logits, cache = llama.decode_step(cfg, params, layer_params, tok, pos[:, None], ones, cache,
+                                          prompt_len + i, mesh)
         key, sub = jax.random.split(key)
         nxt = jnp.where(done, pad_id, choose(logits[:, 0], sub))
         out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i + 1, axis=1)
         return i + 1, out, done | is_stop(nxt), cache, pos + 1, key
 
+    # Step i feeds token i (cache slot prompt_len + i) and emits token i + 1.
     state = (jnp.int32(0), out, done, cache, positions[:, -1] + 1, key)
-    return jax.lax.while_loop(cond, body, state)[1]
+    for n, end in enumerate(segments):
+        if n:
+            state = state[:3] + (_grow_cache(state[3], prompt_len + end, mesh),) + state[4:]
+        last = min(end, max_new_tokens - 1)
+        state = jax.lax.while_loop(lambda s, last=last: (s[0] < last) & ~jnp.all(s[2]), body, state)
+    return state[1]
 
 
 def generate_ids(cfg: ModelConfig, params, input_ids, attention_mask, *, max_new_tokens: int,
@@ -195,7 +253,7 @@ def generate_ids(cfg: ModelConfig, params, input_ids, attention_mask, *, max_new
     if key is None:
         key = jax.random.key(0)
     input_ids, attention_mask = place_batch(input_ids, mesh), place_batch(attention_mask, mesh)
-    out = _generate(
+    out = decoder()(
         params, input_ids, attention_mask, key, _knobs(sampling), np.asarray(list(stop_ids), np.int32),
         np.int32(pad_id), cfg=Static(cfg), mesh=mesh, max_new_tokens=int(max_new_tokens), greedy=sampling.greedy,
     )

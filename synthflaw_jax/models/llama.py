@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from synthflaw_jax import sharding as shd
-from synthflaw_jax.models.attention import AttentionMask, dot_product_attention
+from synthflaw_jax.models.attention import AttentionMask, cached_attention, dot_product_attention
 from synthflaw_jax.models.config import ModelConfig, llama3_inv_freq_scale
 
 _REMAT_POLICIES = {
@@ -186,21 +186,26 @@ class Attention(nn.Module):
         k = apply_rope(k, positions, inv_freq)
         q = constrain(q, ("batch", "length", "act_heads", "head_dim"), self.mesh)
 
-        new_cache = None
+        new_kv = None
         if layer_cache is not None:
-            idx = (0, cache_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(layer_cache["k"], k.astype(layer_cache["k"].dtype), idx)
-            v = jax.lax.dynamic_update_slice(layer_cache["v"], v.astype(layer_cache["v"].dtype), idx)
-            new_cache = {"k": k, "v": v}
-            k, v = k.astype(dtype), v.astype(dtype)
+            # The new tokens' K/V [B, K, T, D] in the cache's dtype and layout; the caller writes
+            # them into the cache after the layer (one in-place update, the cache is only read here).
+            k, v = k.astype(layer_cache["k"].dtype), v.astype(layer_cache["v"].dtype)
+            new_kv = {"k": jnp.transpose(k, (0, 2, 1, 3)), "v": jnp.transpose(v, (0, 2, 1, 3))}
+            k, v = k.astype(dtype), v.astype(dtype)  # attend with the values the cache keeps
 
-        out = dot_product_attention(q, k, v, mask, kernel=cfg.attention_kernel)
+        if layer_cache is None or isinstance(mask, AttentionMask):
+            # no cache, or a prefill at slot 0 (the cache holds nothing yet): self-attention
+            out = dot_product_attention(q, k, v, mask, kernel=cfg.attention_kernel)
+        else:
+            mask_new, mask_cache = mask
+            out = cached_attention(q, k, v, layer_cache["k"], layer_cache["v"], mask_new, mask_cache)
         out = HeadsDense(
             (cfg.hidden_size,), 2, use_bias=cfg.attention_bias, dtype=dtype, param_dtype=pdtype,
             kernel_init=_init(("heads", "head_dim", "embed")), bias_init=_zeros(("embed",)),
             name="o_proj",
         )(out.reshape((batch * length,) + out.shape[2:]))
-        return out.reshape(batch, length, cfg.hidden_size), new_cache
+        return out.reshape(batch, length, cfg.hidden_size), new_kv
 
 
 class MLP(nn.Module):
@@ -241,11 +246,11 @@ class DecoderLayer(nn.Module):
         dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         x = constrain(x, ("batch", "length", "act_embed"), self.mesh)
         h = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="input_layernorm")(x)
-        h, new_cache = Attention(cfg, self.mesh, name="self_attn")(h, positions, mask, layer_cache, cache_index)
+        h, new_kv = Attention(cfg, self.mesh, name="self_attn")(h, positions, mask, layer_cache, cache_index)
         x = x + h
         h = RMSNorm(cfg.rms_norm_eps, dtype, pdtype, name="post_attention_layernorm")(x)
         x = x + MLP(cfg, self.mesh, name="mlp")(h)
-        return x, new_cache
+        return x, new_kv
 
 
 class CausalLM(nn.Module):
@@ -253,8 +258,15 @@ class CausalLM(nn.Module):
 
     `__call__(input_ids, positions, segment_ids, cache=None, cache_index=None)` returns
     `(logits [B, T, V] float32, hidden [B, T, D], new_cache)`. Without a cache the model
-    attends causally within segments; with one it writes K/V at `cache_index` and attends
-    over the cache, whose per-slot segment ids come in `cache["segment_ids"]`.
+    attends causally within segments; with one (`init_cache`) the T new tokens take slots
+    [cache_index, cache_index + T) and attend over the slots before them and causally among
+    themselves, with the per-slot segment ids of `cache["segment_ids"]` (0 = padding).
+
+    The stacked cache is only read inside the layer scan; each layer returns its new K/V and
+    they are written into the cache with one `dynamic_update_slice` after the scan. A Python
+    int `cache_index` of 0 (a prefill) skips reading the empty cache. The scan still slices
+    each layer's weights and cache out of the stacked arrays, so a decode loop runs
+    `decode_step` instead.
     """
 
     cfg: ModelConfig
@@ -275,10 +287,7 @@ class CausalLM(nn.Module):
             mask = AttentionMask(segment_ids, segment_ids, index, index, cfg.sliding_window, self_causal=True)
             layer_caches = None
         else:
-            cache_len = cache["k"].shape[2]
-            kv_index = jnp.arange(cache_len, dtype=jnp.int32)
-            q_index = cache_index + jnp.arange(length, dtype=jnp.int32)
-            mask = AttentionMask(segment_ids, cache["segment_ids"], q_index, kv_index, cfg.sliding_window)
+            mask = cache_masks(cfg, segment_ids, cache["segment_ids"], cache_index)
             layer_caches = {"k": cache["k"], "v": cache["v"]}
 
         embed = nn.Embed(
@@ -313,14 +322,82 @@ class CausalLM(nn.Module):
         logits = constrain(logits.astype(jnp.float32), ("batch", "length", "act_vocab"), self.mesh)
         new_cache = None
         if cache is not None:
-            new_cache = dict(new_layer_caches, segment_ids=cache["segment_ids"])
+            new_cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], new_layer_caches[name],
+                                                                  cache_index, axis=3)
+                         for name in ("k", "v")}
+            new_cache["segment_ids"] = cache["segment_ids"]
         return logits, hidden, new_cache
 
 
+def cache_masks(cfg: ModelConfig, segment_ids, cache_segments, cache_index):
+    """Masks of T new tokens taking cache slots [cache_index, cache_index + T).
+
+    A Python int `cache_index` of 0 (a prefill: the cache holds nothing yet) gives one
+    causal self-attention `AttentionMask`; otherwise a pair (mask over the new tokens, mask
+    over the cache) for `cached_attention`, where the slots from cache_index on, not written
+    yet, get segment 0 (hidden) and the new tokens' own keys come from the first block."""
+    length = segment_ids.shape[1]
+    q_index = cache_index + jnp.arange(length, dtype=jnp.int32)
+    new_segments = jax.lax.dynamic_slice_in_dim(cache_segments, cache_index, length, axis=1)
+    if isinstance(cache_index, int) and cache_index == 0:
+        return AttentionMask(segment_ids, new_segments, q_index, q_index, cfg.sliding_window, self_causal=True)
+    kv_index = jnp.arange(cache_segments.shape[1], dtype=jnp.int32)
+    before = jnp.where(kv_index[None, :] < cache_index, cache_segments, 0)
+    return (AttentionMask(segment_ids, new_segments, q_index, q_index, cfg.sliding_window),
+            AttentionMask(segment_ids, before, q_index, kv_index, cfg.sliding_window))
+
+
+def split_layers(params) -> list:
+    """The stacked layer params as one tree per layer (for `decode_step`)."""
+    layers = jax.tree.leaves(params["layers"])[0].shape[0]
+    return [jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(layers)]
+
+
+def split_cache(cache) -> dict:
+    """A stacked cache (`init_cache`) as per-layer arrays:
+    {"layers": [{"k": [B, K, S, D], "v": ...} per layer], "segment_ids": [B, S]}."""
+    layers = [{"k": cache["k"][i], "v": cache["v"][i]} for i in range(cache["k"].shape[0])]
+    return {"layers": layers, "segment_ids": cache["segment_ids"]}
+
+
+def decode_step(cfg: ModelConfig, params, layer_params, input_ids, positions, segment_ids, cache, cache_index,
+                mesh: Mesh | None = None):
+    """`CausalLM` with a KV cache, the layers unrolled over per-layer params and caches.
+
+    `layer_params` is `split_layers(params)` and `cache` a `split_cache` one. Returns
+    (logits [B, T, V] float32, new cache). Inside a decode loop this is what makes a step
+    cost only its reads: a layer scan slices (copies) every layer's weights and cache out of
+    the stacked arrays each step, while per-layer arrays carried by the loop are read where
+    they lie and each new K/V is written in place."""
+    dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    batch, length = input_ids.shape
+    mask = cache_masks(cfg, segment_ids, cache["segment_ids"], cache_index)
+    embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dtype, param_dtype=pdtype)
+    x = embed.apply({"params": params["embed_tokens"]}, input_ids.astype(jnp.int32))
+    layer = DecoderLayer(cfg, mesh)
+    new_layers = []
+    for p, c in zip(layer_params, cache["layers"]):
+        x, kv = layer.apply({"params": p}, x, c, positions, mask, cache_index)
+        new_layers.append({name: jax.lax.dynamic_update_slice_in_dim(c[name], kv[name], cache_index, axis=2)
+                           for name in ("k", "v")})
+    hidden = RMSNorm(cfg.rms_norm_eps, dtype, pdtype).apply({"params": params["norm"]}, x)
+    if cfg.tie_word_embeddings:
+        logits = embed.apply({"params": params["embed_tokens"]}, _flat(hidden), method="attend")
+    else:
+        logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dtype, param_dtype=pdtype).apply(
+            {"params": params["lm_head"]}, _flat(hidden))
+    logits = logits.reshape(batch, length, cfg.vocab_size)
+    logits = constrain(logits.astype(jnp.float32), ("batch", "length", "act_vocab"), mesh)
+    return logits, {"layers": new_layers, "segment_ids": cache["segment_ids"]}
+
+
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=None) -> dict[str, jax.Array]:
-    """An empty KV cache: k/v [layers, B, S, kv_heads, head_dim] and slot segment ids [B, S]."""
+    """An empty KV cache: k/v [layers, B, kv_heads, S, head_dim] and slot segment ids [B, S].
+
+    Slots lie along axis 3, next to head_dim, so each (layer, row, KV head) is one contiguous
+    [S, head_dim] matrix that attention contracts without a transposed copy."""
     dtype = jnp.dtype(dtype or cfg.dtype)
-    shape = (cfg.num_hidden_layers, batch, length, cfg.num_key_value_heads, cfg.head_dim)
+    shape = (cfg.num_hidden_layers, batch, cfg.num_key_value_heads, length, cfg.head_dim)
     return {
         "k": jnp.zeros(shape, dtype),
         "v": jnp.zeros(shape, dtype),
