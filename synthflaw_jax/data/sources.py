@@ -27,9 +27,13 @@ JSONL_SUFFIXES = (".jsonl", ".json")
 
 
 def resolve_files(spec: str) -> list[pathlib.Path]:
-    """The files a JSONL source names: a file, a directory (its *.jsonl/*.json) or a glob."""
+    """The files a JSONL source names: a file, a directory (its *.jsonl/*.json) or a glob,
+    local or in a bucket (gs://..., downloaded first)."""
     if not spec:
         raise SynthflawError("data source: empty path")
+    from synthflaw_jax import runtime
+
+    spec = runtime.local_input(spec, "data source")
     path = pathlib.Path(spec).expanduser()
     if path.is_file():
         return [path]
@@ -180,9 +184,17 @@ class TfdsSource(_Source):
                  validate: Validator | None = None, skip_bad_records: bool = False):
         import tensorflow_datasets as tfds
 
+        from synthflaw_jax import runtime
+
         self.name = f"tfds:{spec}[{split}]"
         self.bad_records = 0
         self.bad_examples = []
+        # bucket paths are downloaded first (array_record reads local files): a dataset
+        # directory whole, or from a bucket data_dir only the named dataset's directory
+        spec = runtime.local_input(spec, "data source")
+        if data_dir and runtime.is_remote(data_dir):
+            name = str(spec).split(":", 1)[0].split("/", 1)[0]
+            data_dir = str(pathlib.Path(runtime.local_input(f"{str(data_dir).rstrip('/')}/{name}", "data_dir")).parent)
         try:
             path = pathlib.Path(spec).expanduser()
             if (path / "dataset_info.json").is_file():

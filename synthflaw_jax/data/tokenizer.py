@@ -52,6 +52,9 @@ def load_tokenizer(path: str | os.PathLike):
     """A tokenizer from "tiny", a `tokenizer.json` file, or an HF tokenizer/model directory (offline)."""
     if str(path) == TINY:
         return tiny_tokenizer()
+    from synthflaw_jax import runtime
+
+    path = runtime.local_input(path, "tokenizer")  # a bucket path: downloaded once
     return _load_cached(str(pathlib.Path(path).expanduser().resolve()))
 
 
