@@ -1,4 +1,5 @@
 """Test setup: 8 fake CPU devices (set before JAX is imported) and the shared data folder."""
+import logging
 import os
 import pathlib
 
@@ -42,10 +43,34 @@ class Bucket:
 
     @property
     def fs(self):
-        import gcsfs
+        from gcsfs.core import GCSFileSystem  # the plain client: no bucket-type lookup
 
-        return gcsfs.GCSFileSystem(endpoint_url=self.env["STORAGE_EMULATOR_HOST"], token="anon",
-                                   use_listings_cache=False, skip_instance_cache=True)
+        return GCSFileSystem(endpoint_url=self.env["STORAGE_EMULATOR_HOST"], token="anon",
+                             use_listings_cache=False, skip_instance_cache=True)
+
+
+def _emulator_sends_generation_headers() -> None:
+    """gcp-storage-emulator (2026.7.19) leaves out the `x-goog-generation` header of a media
+    download, which GCS sends; TensorStore then reads generation 0 and refuses the
+    conditional write that follows (OCDBT's manifest update: "Malformed StorageGeneration").
+    Adds the header, from the object's own metadata, before the server binds its handlers."""
+    from gcp_storage_emulator.handlers import objects
+
+    original = objects.download
+    if getattr(original, "_sends_generation", False):
+        return
+
+    def download(request, response, storage, *args, **kwargs):
+        try:
+            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            response["x-goog-generation"] = str(obj["generation"])
+            response["x-goog-metageneration"] = str(obj.get("metageneration", "1"))
+        except Exception:  # a missing object: the original handler answers 404
+            pass
+        return original(request, response, storage, *args, **kwargs)
+
+    download._sends_generation = True
+    objects.download = download
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +79,7 @@ def gcs_bucket():
     port) with one bucket; this process's environment points at it for the session."""
     import socket
 
+    _emulator_sends_generation_headers()
     from gcp_storage_emulator.server import create_server
 
     with socket.socket() as s:
@@ -64,6 +90,7 @@ def gcs_bucket():
     bucket = Bucket("synthflaw-test", port)
     saved = {k: os.environ.get(k) for k in bucket.env}
     os.environ.update(bucket.env)
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)  # "Resource not found" on every probe
     try:
         yield bucket
     finally:
