@@ -81,7 +81,7 @@ def check_location(out: PathLike, what: str | None = None) -> pathlib.Path:
     outputs that are resumed rather than replaced, such as a workdir); returns it absolute."""
     if runtime.is_remote(out):
         label = _label(out, what)
-        _bucket_call(label, runtime.check_bucket, out)
+        _bucket_call(label, runtime.check_bucket, out, what)
         if _bucket_call(label, runtime.bucket_fs(out).isfile, str(out)):
             raise SynthflawError(f"{label}: exists and is not a directory")
         return runtime.as_path(out)
@@ -325,7 +325,7 @@ def _key(path) -> str:
 
 def _check_remote(out, overwrite: bool, kind: str, inputs, what: str | None):
     label = _label(out, what)
-    _bucket_call(label, runtime.check_bucket, out)
+    _bucket_call(label, runtime.check_bucket, out, what)
     fs = runtime.bucket_fs(out)
     key = _key(out)
     for given in inputs:

@@ -335,13 +335,14 @@ def bucket_error(path, err: BaseException) -> SynthflawError | None:
     return None
 
 
-def check_bucket(path) -> None:
-    """Refuse, in one line naming `path`, a bucket path whose bucket is missing or cannot be
-    reached for lack of credentials (once per bucket per process). Against an emulator
-    (STORAGE_EMULATOR_HOST set) no credentials are needed."""
+def check_bucket(path, what: str | None = None) -> None:
+    """Refuse, in one line naming `path` (and `what`, the flag or field), a bucket path whose
+    bucket is missing or cannot be reached for lack of credentials (checked once per bucket
+    per process). Against an emulator (STORAGE_EMULATOR_HOST set) no credentials are needed."""
+    label = f"{what} {path}" if what else str(path)
     bucket = bucket_name(path)
     if not bucket:
-        raise SynthflawError(f"{path}: no bucket name")
+        raise SynthflawError(f"{label}: no bucket name")
     if bucket in _checked_buckets:
         return
     if str(path).startswith(("gs://", "gcs://")) and not os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -350,19 +351,19 @@ def check_bucket(path) -> None:
 
             google.auth.default()
         except Exception as err:
-            friendly = bucket_error(path, err)
+            friendly = bucket_error(label, err)
             if friendly is None:
                 raise
             raise friendly from None
     try:
         found = bucket_fs(path).exists(bucket)
     except Exception as err:
-        friendly = bucket_error(path, err)
+        friendly = bucket_error(label, err)
         if friendly is None:
-            raise SynthflawError(f"{path}: cannot reach the bucket ({' '.join(str(err).split())[:200]})") from None
+            raise SynthflawError(f"{label}: cannot reach the bucket ({' '.join(str(err).split())[:200]})") from None
         raise friendly from None
     if not found:
-        raise SynthflawError(f"{path}: bucket {bucket!r} does not exist (or these credentials cannot see it)")
+        raise SynthflawError(f"{label}: bucket {bucket!r} does not exist (or these credentials cannot see it)")
     _checked_buckets.add(bucket)
 
 
@@ -389,10 +390,7 @@ def local_input(path, what: str | None = None) -> str:
     if path in _input_cache:
         return _input_cache[path]
     label = f"{what} {path}" if what else path
-    try:
-        check_bucket(path)
-    except SynthflawError as err:
-        raise SynthflawError(f"{what} {err}" if what else str(err)) from None
+    check_bucket(path, what)
     fs = bucket_fs(path)
     local = _cache_dir() / f"{len(_input_cache)}"
     try:
