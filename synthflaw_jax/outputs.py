@@ -18,8 +18,11 @@ A bucket output (gs://...) keeps the same contract where objects allow it (they 
 rename, and one object is replaced whole, never seen half-written): a file is written
 locally and uploaded as one object; a directory is built locally, uploaded under a hidden
 temporary prefix beside its place, then committed by server-side copies into place with its
-marker files (`COMMIT_LAST`: config.json, the checkpoint marker) copied last and removed
-first, so a reader that needs them never takes a partial directory for a complete one.
+marker files (`COMMIT_LAST`: metrics.json, summary.json, config.json, the checkpoint marker)
+copied last and removed first, so a reader that needs them never takes a partial directory
+for a complete one. Unlike on local disk, a replace interrupted during that commit (seconds:
+no data passes through this machine) cannot put the old output back: the output is left
+without its markers, refused by readers, and the rerun writes it again.
 """
 from __future__ import annotations
 
@@ -300,9 +303,10 @@ def write_text(out: PathLike, text: str, overwrite: bool = True, **kwargs) -> pa
 
 # --------------------------------------------------------------------------- buckets
 # Files copied last into a committed bucket directory (and removed first from the one it
-# replaces): what readers look for before they read the rest (an HF directory's config.json,
-# our model checkpoint's marker, which must come after its config).
-COMMIT_LAST = ("config.json", "synthflaw_model.json")
+# replaces), in this order: what readers look for before they read the rest (an eval's
+# metrics, a run's summary, an HF directory's config.json, and our model checkpoint's
+# marker, which must come after its config).
+COMMIT_LAST = ("metrics.json", "summary.json", "config.json", "synthflaw_model.json")
 
 
 def _bucket_call(label: str, fn, *args, **kwargs):
@@ -376,21 +380,30 @@ def _remove_prefix(fs, key: str) -> None:
 
 
 def _commit(fs, staged: str, out: str) -> None:
-    """Copy the complete staged prefix into place (server-side), markers last; the output it
-    replaces loses its markers first, so it is never a mix that looks complete."""
+    """Put the complete staged prefix in place with server-side copies: the replaced output
+    first loses its markers, then the new objects are copied over it, the old objects the
+    new output lacks are removed, and the markers come last. Interrupted, the output has no
+    marker: readers refuse it, and rerunning the command writes it again."""
+    def top_marker(obj: str, root: str) -> bool:
+        return obj[len(root) + 1:] in COMMIT_LAST
+
     old = fs.find(out + "/")
-    if old:
-        old_marked = sorted(o for o in old if o.rsplit("/", 1)[-1] in COMMIT_LAST)
-        for name in reversed(COMMIT_LAST):  # the checkpoint marker before its config
-            fs.rm([o for o in old_marked if o.rsplit("/", 1)[-1] == name] or [])
-        rest = [o for o in old if o not in old_marked]
-        if rest:
-            fs.rm(rest)
+    old_markers = [o for o in old if top_marker(o, out)]
+    for name in reversed(COMMIT_LAST):  # the checkpoint marker before its config
+        doomed = [o for o in old_markers if o.endswith("/" + name)]
+        if doomed:
+            fs.rm(doomed)
     new = fs.find(staged + "/")
-    order = {name: i + 1 for i, name in enumerate(COMMIT_LAST)}
-    new.sort(key=lambda o: (order.get(o.rsplit("/", 1)[-1], 0) if o.count("/") == staged.count("/") + 1 else 0, o))
-    for obj in new:
-        fs.copy(obj, out + obj[len(staged):])
+    rel = [o[len(staged):] for o in new]
+    body = [r for r in rel if r[1:] not in COMMIT_LAST]
+    if body:
+        fs.copy([staged + r for r in body], [out + r for r in body])
+    stale = sorted(set(o[len(out):] for o in old) - set(rel) - {"/" + m for m in COMMIT_LAST})
+    if stale:
+        fs.rm([out + r for r in stale])
+    for name in COMMIT_LAST:
+        if "/" + name in rel:
+            fs.copy(staged + "/" + name, out + "/" + name)
     fs.rm(new)
 
 

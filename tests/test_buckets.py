@@ -212,3 +212,100 @@ def test_eval_ifeval_reads_and_writes_the_bucket(gcs_bucket, tmp_path):
     assert metrics.pop("prompts_file") == gcs_bucket.url("ifeval/prompts.jsonl")
     expected.pop("responses_file"), expected.pop("prompts_file")
     assert metrics == expected
+
+
+def test_tfds_and_jsonl_sources_from_the_bucket(gcs_bucket, tmp_path):
+    """A prepared TFDS dataset read from the bucket (by its directory, and by name under a
+    bucket data_dir) and a JSONL glob give the records the local copies give."""
+    from synthflaw_jax.data.sources import JsonlSource, TfdsSource, open_source
+    from synthflaw_jax.data.tfds_builder import build_tfds
+
+    records = [{"question": f"q{i}", "answer": f"a{i} \u00e9"} for i in range(40)]
+    src = tmp_path / "in"
+    src.mkdir()
+    for part in (0, 1):
+        (src / f"part{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[part::2]))
+    prepared = build_tfds(str(src), tmp_path / "tfds", name="forget")
+    gcs_bucket.fs.put(str(tmp_path / "tfds") + "/", f"{gcs_bucket.name}/sources/tfds/", recursive=True)
+    gcs_bucket.fs.put(str(src) + "/", f"{gcs_bucket.name}/sources/in/", recursive=True)
+
+    def strip(record):
+        return {k: v for k, v in record.items() if k != "_origin"}
+
+    local = TfdsSource(str(prepared))
+    want = [strip(local[i]) for i in range(len(local))]
+    remote_dir = gcs_bucket.url(f"sources/tfds/{prepared.relative_to(tmp_path / 'tfds').as_posix()}")
+    by_dir = TfdsSource(remote_dir)
+    by_name = open_source("jsonl_records/forget", "tfds", data_dir=gcs_bucket.url("sources/tfds"))
+    assert [strip(by_dir[i]) for i in range(len(by_dir))] == want
+    assert [strip(by_name[i]) for i in range(len(by_name))] == want
+    glob = JsonlSource(gcs_bucket.url("sources/in/*.jsonl"))
+    assert [strip(glob[i]) for i in range(len(glob))] == [strip(r) for r in (JsonlSource(str(src / "*.jsonl"))[i]
+                                                                           for i in range(len(glob)))]
+
+
+def test_config_model_and_generate_out_in_the_bucket(gcs_bucket, tiny_hf, tmp_path):
+    """A config file, a model directory and prompts read from the bucket, `generate --out`
+    written to it: the same as with local paths."""
+    from synthflaw_jax import config_io
+
+    gcs_bucket.fs.put_file(CONFIG, f"{gcs_bucket.name}/gen/tiny.py")
+    assert config_io.load_config_file(gcs_bucket.url("gen/tiny.py")).to_dict() == config_io.load_config_file(CONFIG).to_dict()
+
+    gcs_bucket.fs.put(str(tiny_hf) + "/", f"{gcs_bucket.name}/gen/hf/", recursive=True)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("Hello", "What is a bucket?")))
+    gcs_bucket.fs.put_file(str(prompts), f"{gcs_bucket.name}/gen/prompts.jsonl")
+    local = tmp_path / "out.jsonl"
+    assert main(["generate", "--model", str(tiny_hf), "--prompts", str(prompts), "--out", str(local),
+                 "--max-new-tokens", "4"]) == 0
+    out = gcs_bucket.url("gen/out.jsonl")
+    assert main(["generate", "--model", gcs_bucket.url("gen/hf"), "--prompts", gcs_bucket.url("gen/prompts.jsonl"),
+                 "--out", out, "--max-new-tokens", "4"]) == 0
+    assert gcs_bucket.fs.cat_file(f"{gcs_bucket.name}/gen/out.jsonl") == local.read_bytes()
+    # an existing --out is refused without --overwrite and kept
+    assert main(["generate", "--model", str(tiny_hf), "--prompt", "Hi", "--out", out, "--max-new-tokens", "2"]) == 2
+    assert gcs_bucket.fs.cat_file(f"{gcs_bucket.name}/gen/out.jsonl") == local.read_bytes()
+
+
+def test_bucket_outputs_contract(gcs_bucket):
+    """outputs.directory/file on a bucket: a failed block leaves nothing; --overwrite replaces
+    the old directory (its extra objects removed, markers present); a dead run's hidden
+    prefix is removed by the next write; an existing output needs overwrite."""
+    from synthflaw_jax import outputs
+    from synthflaw_jax.errors import SynthflawError
+
+    fs, root = gcs_bucket.fs, f"{gcs_bucket.name}/contract"
+    out = gcs_bucket.url("contract/out")
+    with pytest.raises(RuntimeError):
+        with outputs.directory(out) as tmp:
+            (tmp / "config.json").write_text("{}")
+            raise RuntimeError("failed half way")
+    with pytest.raises(RuntimeError):
+        with outputs.file(gcs_bucket.url("contract/one.json")) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("failed half way")
+    assert not fs.find(root + "/")
+
+    with outputs.directory(out) as tmp:
+        (tmp / "config.json").write_text('{"v": 1}')
+        (tmp / "old-only.bin").write_bytes(b"x")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "w.bin").write_bytes(b"1")
+    fs.pipe(f"{root}/.out.tmp-999999999-deadbeef/w.bin", b"left by a killed run")
+    with pytest.raises(SynthflawError, match="not empty"):
+        with outputs.directory(out) as tmp:
+            pass
+    with outputs.directory(out, overwrite=True) as tmp:
+        (tmp / "config.json").write_text('{"v": 2}')
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "w.bin").write_bytes(b"2")
+    assert sorted(fs.find(root + "/")) == [f"{root}/out/config.json", f"{root}/out/sub/w.bin"]
+    assert fs.cat_file(f"{root}/out/config.json") == b'{"v": 2}' and fs.cat_file(f"{root}/out/sub/w.bin") == b"2"
+
+    outputs.write_text(gcs_bucket.url("contract/one.json"), "first", overwrite=False)
+    with pytest.raises(SynthflawError, match="file exists"):
+        outputs.write_text(gcs_bucket.url("contract/one.json"), "second", overwrite=False)
+    with pytest.raises(SynthflawError, match="is a directory"):
+        outputs.write_text(out, "x", overwrite=True)
+    assert fs.cat_file(f"{root}/one.json") == b"first"
