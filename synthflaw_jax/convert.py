@@ -260,7 +260,7 @@ def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite
     Either may be a bucket path (gs://...); a bucket input is downloaded first."""
     given_hf, ckpt_dir = hf_dir, runtime.as_path(ckpt_dir)
     outputs.check(ckpt_dir, overwrite, inputs=[given_hf])  # before any reading: a mistake costs nothing
-    hf_dir = pathlib.Path(runtime.local_input(given_hf, "HF directory"))
+    hf_dir = pathlib.Path(runtime.local_input(given_hf, "HF directory", recursive=False))
     cfg, reader = _open_hf_dir(hf_dir)
     if dtype:
         cfg = _with_dtype(cfg, dtype)

@@ -260,6 +260,7 @@ def as_path(path):
     if is_remote(path):
         from etils import epath
 
+        _no_listing_cache()  # before epath makes its filesystem
         return epath.Path(str(path))
     return pathlib.Path(path)
 
@@ -290,6 +291,7 @@ def copy_tree(src: pathlib.Path, dst) -> None:
 # TENSORSTORE_GCS_HTTP_URL for TensorStore).
 _checked_buckets: set[str] = set()
 _input_cache: dict[str, str] = {}
+_remote_names: dict[str, str] = {}  # downloaded local file -> the gs:// object it came from
 _cache_root: list[pathlib.Path] = []
 
 
@@ -379,16 +381,30 @@ def _cache_dir() -> pathlib.Path:
     return _cache_root[0]
 
 
-def local_input(path, what: str | None = None) -> str:
+def source_name(path) -> str:
+    """The name to show for a file `local_input` downloaded (its gs:// path), else `path`."""
+    return _remote_names.get(str(path), str(path))
+
+
+def _fetch(fs, objects: list[str], targets: list[pathlib.Path], scheme: str) -> None:
+    fs.get(objects, [str(t) for t in targets])
+    for obj, target in zip(objects, targets):
+        _remote_names[str(target)] = f"{scheme}://{obj}"
+
+
+def local_input(path, what: str | None = None, *, recursive: bool = True, exclude: tuple[str, ...] = ()) -> str:
     """A local path holding the input `path`: `path` itself when it is local; for a bucket
     object, prefix ("directory") or glob, a local copy downloaded once per process (a glob
-    keeps its pattern, applied to the downloaded matches). Missing objects, buckets or
-    credentials raise one line naming `path` (and `what`, the flag or field)."""
+    keeps its pattern, applied to the downloaded matches). A prefix is fetched with its
+    sub-prefixes unless `recursive` is False, leaving out objects whose names end with one of
+    `exclude`. Missing objects, buckets or credentials raise one line naming `path` (and
+    `what`, the flag or field)."""
     if not is_remote(path):
         return str(path) if isinstance(path, str) else path
     path = str(path)
-    if path in _input_cache:
-        return _input_cache[path]
+    key = f"{path}|{recursive}|{','.join(exclude)}"
+    if key in _input_cache:
+        return _input_cache[key]
     label = f"{what} {path}" if what else path
     check_bucket(path, what)
     fs = bucket_fs(path)
@@ -404,19 +420,20 @@ def local_input(path, what: str | None = None) -> str:
             matches = [m for m in fs.glob(rest) if fs.isfile(m)]
             if not matches:
                 raise SynthflawError(f"{label}: glob matches no objects")
-            fs.get(matches, [str(local / m[len(root) + 1:]) for m in matches])
+            _fetch(fs, matches, [local / m[len(root) + 1:] for m in matches], scheme)
             result = str(local / "/".join(parts[fixed:]))
         elif fs.isfile(path):
             target = local / path.rstrip("/").rsplit("/", 1)[-1]
-            fs.get(path, str(target))
+            _fetch(fs, [path.split("://", 1)[1]], [target], path.split("://", 1)[0])
             result = str(target)
         else:
             found = fs.find(path.rstrip("/") + "/")
             if not found:
                 raise SynthflawError(f"{label}: no such object or directory in the bucket")
             prefix = path.split("://", 1)[1].rstrip("/") + "/"
+            found = [f for f in found if (recursive or "/" not in f[len(prefix):]) and not f.endswith(exclude)]
             target = local / path.rstrip("/").rsplit("/", 1)[-1]
-            fs.get(found, [str(target / f[len(prefix):]) for f in found])
+            _fetch(fs, found, [target / f[len(prefix):] for f in found], path.split("://", 1)[0])
             result = str(target)
     except SynthflawError:
         raise
@@ -426,5 +443,5 @@ def local_input(path, what: str | None = None) -> str:
             raise
         raise friendly from None
     log.info("read %s (downloaded to %s)", path, result)
-    _input_cache[path] = result
+    _input_cache[key] = result
     return result

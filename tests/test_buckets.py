@@ -229,8 +229,8 @@ def test_tfds_and_jsonl_sources_from_the_bucket(gcs_bucket, tmp_path):
     gcs_bucket.fs.put(str(tmp_path / "tfds") + "/", f"{gcs_bucket.name}/sources/tfds/", recursive=True)
     gcs_bucket.fs.put(str(src) + "/", f"{gcs_bucket.name}/sources/in/", recursive=True)
 
-    def strip(record):
-        return {k: v for k, v in record.items() if k != "_origin"}
+    def strip(record):  # where each record was read, as a bucket path, is checked below
+        return {k: v for k, v in record.items() if k not in ("_origin", "_source_origin")}
 
     local = TfdsSource(str(prepared))
     want = [strip(local[i]) for i in range(len(local))]
@@ -239,9 +239,17 @@ def test_tfds_and_jsonl_sources_from_the_bucket(gcs_bucket, tmp_path):
     by_name = open_source("jsonl_records/forget", "tfds", data_dir=gcs_bucket.url("sources/tfds"))
     assert [strip(by_dir[i]) for i in range(len(by_dir))] == want
     assert [strip(by_name[i]) for i in range(len(by_name))] == want
+    # built from JSONL in the bucket into a bucket data_dir (`synthflaw data build-tfds`)
+    built = build_tfds(gcs_bucket.url("sources/in"), gcs_bucket.url("sources/tfds2"), name="forget")
+    assert str(built).startswith(gcs_bucket.url("sources/tfds2/jsonl_records/forget/"))
+    rebuilt = open_source("jsonl_records/forget", "tfds", data_dir=gcs_bucket.url("sources/tfds2"))
+    assert [strip(rebuilt[i]) for i in range(len(rebuilt))] == want
     glob = JsonlSource(gcs_bucket.url("sources/in/*.jsonl"))
     assert [strip(glob[i]) for i in range(len(glob))] == [strip(r) for r in (JsonlSource(str(src / "*.jsonl"))[i]
                                                                            for i in range(len(glob)))]
+    # records and the dataset built from bucket files name them by their gs:// paths
+    assert glob[0]["_origin"] == gcs_bucket.url("sources/in/part0.jsonl:1")
+    assert rebuilt[0]["_source_origin"].startswith(gcs_bucket.url("sources/in/part"))
 
 
 def test_config_model_and_generate_out_in_the_bucket(gcs_bucket, tiny_hf, tmp_path):
