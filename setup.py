@@ -28,6 +28,11 @@ RUNTIME = [
     "etils==1.15.0",  # runtime: epath for multi-host paths
     "threadpoolctl==3.8.0",  # analysis.embedding: one thread for small t-SNE problems
     "gguf==0.19.0",  # llama.cpp's reader: GGUF import (small, pure Python, deps already here)
+    # gs:// paths (runtime.bucket_fs, etils.epath, Orbax's directory handling). gcsfs 2026.10.1
+    # asks for fsspec>=2026.9.0: the two are pinned together, as a pair that was tested.
+    "gcsfs==2026.10.1",
+    "fsspec==2026.9.0",
+    "google-auth==2.63.0",  # runtime.check_bucket: credentials are checked before a bucket is touched
 ]
 
 TEST = [
@@ -37,6 +42,7 @@ TEST = [
     "ipykernel==7.4.0",
     "torch==2.13.0",  # the CPU wheel on disk; a looser pin pulls a multi-GB CUDA build
     "accelerate==1.15.0",  # transformers' own GGUF loading, the reference of the GGUF import tests
+    "gcp-storage-emulator==2026.7.19",  # the GCS JSON API on localhost: tests/test_buckets.py
 ]
 
 # SmolLM2-135M-Instruct (Q4_1 GGUF) for `--model smollm2-135m-instruct`. The package also declares

@@ -1,7 +1,7 @@
 """Llama-3-70B on a TPU v5p-128 slice (64 chips, 16 hosts): unlearn synthetic Q-A (a TOFU-style forget set)
 while replaying retained data, with the lower-bounded forgetting loss.
 
-Replace the /data/... placeholders (launch/README.md copies them to every worker):
+Replace the /data/... placeholders (gs:// bucket paths work everywhere; launch/README.md walks it):
   model.path      a synthflaw checkpoint made by `synthflaw convert hf-to-orbax` from
                   meta-llama/Meta-Llama-3-70B (an HF directory works too)
   data.tokenizer  the tokenizer files: the checkpoint's assets/ (or the HF directory)

@@ -8,6 +8,8 @@ Examples:
       --config configs/llama2_7b.py --workdir gs://my-bucket/runs/llama2-7b-tofu
   python3 launch/run.py ... --config configs/llama2_7b.py --workdir /data/runs/try \\
       -- --config.train.steps=20 --config.checkpoint.every=10
+  python3 launch/run.py ... --config gs://my-bucket/configs/mine.py --workdir gs://my-bucket/runs/mine \\
+      -- --config.model.path=gs://my-bucket/models/llama-2-7b
 Then follow it with launch/logs.py, stop it with launch/stop.py.
 """
 from __future__ import annotations
@@ -19,11 +21,13 @@ import _common as c
 
 _OVERRIDE = re.compile(r"--config\.[A-Za-z_][\w.]*=.*")
 _ENV = re.compile(r"[A-Z_][A-Z0-9_]*=.*")
+_GS = re.compile(r"gs://[a-z0-9][-a-z0-9_.]{1,220}/[\w./-]+")
 
 
 def build_parser(prog):
     p = c.parser(prog, __doc__)
-    p.add_argument("--config", required=True, help="config file inside this repository, e.g. configs/llama2_7b.py")
+    p.add_argument("--config", required=True,
+                   help="config file inside this repository (e.g. configs/llama2_7b.py) or in a bucket (gs://...)")
     p.add_argument("--workdir", required=True, help="run directory on the workers: an absolute path or gs://...")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment variable for the run, e.g. LIBTPU_INIT_ARGS=... (repeatable)")
@@ -33,14 +37,25 @@ def build_parser(prog):
     return p
 
 
-def build_commands(args):
-    config = (c.REPO_ROOT / args.config).resolve()
+def _config_path(given: str) -> str:
+    """The --config as the workers see it: a bucket path as given (synthflaw reads it from
+    the bucket), a repository file relative to the checkout that install.py copied."""
+    if given.startswith("gs://"):
+        if not _GS.fullmatch(given) or given.endswith("/"):
+            raise c.UsageError(f"--config {given!r}: expected gs://BUCKET/PATH/TO/config.py")
+        return given
+    config = (c.REPO_ROOT / given).resolve()
     try:
         rel = config.relative_to(c.REPO_ROOT)
     except ValueError:
-        raise c.UsageError(f"--config {args.config}: must be a file inside {c.REPO_ROOT}") from None
+        raise c.UsageError(f"--config {given}: must be a file inside {c.REPO_ROOT} or a gs:// path") from None
     if not config.is_file():
-        raise c.UsageError(f"--config {args.config}: no such file in {c.REPO_ROOT}")
+        raise c.UsageError(f"--config {given}: no such file in {c.REPO_ROOT}")
+    return rel.as_posix()
+
+
+def build_commands(args):
+    config = _config_path(args.config)
     workdir = args.workdir
     if not (workdir.startswith("/") or workdir.startswith("gs://")) or not re.fullmatch(r"[\w./:-]+", workdir):
         raise c.UsageError(f"--workdir {workdir!r}: give an absolute path or a gs:// path")
@@ -50,7 +65,7 @@ def build_commands(args):
     for e in args.env:
         if not _ENV.fullmatch(e):
             raise c.UsageError(f"--env {e!r}: expected KEY=VALUE with an upper-case KEY")
-    unlearn = ["synthflaw", "unlearn", "--config", rel.as_posix(), "--workdir", workdir, "--no-progress",
+    unlearn = ["synthflaw", "unlearn", "--config", config, "--workdir", workdir, "--no-progress",
                *args.overrides]
     env = " ".join(shlex.quote(e) for e in args.env)
     line = " ".join(shlex.quote(x) for x in unlearn)

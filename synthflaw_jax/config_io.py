@@ -14,8 +14,10 @@ from synthflaw_jax.errors import SynthflawError
 
 
 def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Execute a config file and return its `get_config()`."""
-    path = pathlib.Path(path)
+    """Execute a config file (local or in a bucket) and return its `get_config()`."""
+    from synthflaw_jax import runtime
+
+    path = pathlib.Path(runtime.local_input(path, "config"))
     if not path.is_file():
         raise SynthflawError(f"{path}: config file not found")
     spec = importlib.util.spec_from_file_location(f"synthflaw_config_{path.stem}", path)

@@ -20,7 +20,7 @@ import shutil
 import jax
 import numpy as np
 
-from synthflaw_jax import hf_weights, outputs
+from synthflaw_jax import hf_weights, outputs, runtime
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.models.config import ModelConfig
 
@@ -33,13 +33,13 @@ _NOT_ASSETS = {"config.json", hf_weights.INDEX_FILE, MARKER, "pytorch_model.bin.
 
 
 def is_model_checkpoint(path: str | os.PathLike) -> bool:
-    """True for a directory written by `save_model_checkpoint`."""
-    return (pathlib.Path(path) / MARKER).is_file()
+    """True for a directory written by `save_model_checkpoint` (local or in a bucket)."""
+    return (runtime.as_path(path) / MARKER).is_file()
 
 
 def is_hf_dir(path: str | os.PathLike) -> bool:
     """True for a directory with an HF `config.json` (weights are checked when read)."""
-    return (pathlib.Path(path) / "config.json").is_file() and not is_model_checkpoint(path)
+    return (runtime.as_path(path) / "config.json").is_file() and not is_model_checkpoint(path)
 
 
 # The temporary-sibling-and-rename writer of every output (kept under its old name here).
@@ -137,7 +137,7 @@ def check_model_files(path: str | os.PathLike) -> None:
 
 def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: str | os.PathLike | None = None,
             dtype: str | None = None, max_shard_bytes: int = 5 * 2**30, overwrite: bool = False,
-            progress: bool = True, inputs=()) -> pathlib.Path:
+            progress: bool = True, inputs=()):
     """Write params as an HF directory `transformers` loads unchanged (config, safetensors, assets).
     `inputs`: paths the params were read from (the output may not be or nest with them)."""
     if dtype:
@@ -147,12 +147,12 @@ def save_hf(params, cfg: ModelConfig, hf_dir: str | os.PathLike, assets_from: st
         _write_json(tmp / "config.json", cfg.to_hf_dict())
         if assets_from is not None:
             copy_assets(pathlib.Path(assets_from), tmp)
-    return pathlib.Path(hf_dir)
+    return runtime.as_path(hf_dir)
 
 
 # --------------------------------------------------------------------------- our checkpoint
 def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
-                          assets_from: str | os.PathLike | None = None, overwrite: bool = False) -> pathlib.Path:
+                          assets_from: str | os.PathLike | None = None, overwrite: bool = False):
     """Save (config, params, assets) as our Orbax model checkpoint, atomically."""
     with outputs.directory(ckpt_dir, overwrite, inputs=[assets_from]) as tmp:
         checkpointer = _checkpointer()
@@ -162,7 +162,7 @@ def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
         if assets_from is not None:
             copy_assets(pathlib.Path(assets_from), tmp / "assets")
         _write_json(tmp / MARKER, {"format": "synthflaw-model", "version": FORMAT_VERSION})
-    return pathlib.Path(ckpt_dir)
+    return runtime.as_path(ckpt_dir)
 
 
 def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> tuple[ModelConfig, dict]:
@@ -256,13 +256,15 @@ def _check_shapes(cfg: ModelConfig, stored, where) -> None:
 # --------------------------------------------------------------------------- conversions
 def hf_to_orbax(hf_dir, ckpt_dir, dtype: str | None = None, mesh=None, overwrite: bool = False,
                 progress: bool = True) -> pathlib.Path:
-    """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along)."""
-    hf_dir, ckpt_dir = pathlib.Path(hf_dir), pathlib.Path(ckpt_dir)
-    outputs.check(ckpt_dir, overwrite, inputs=[hf_dir])  # before any reading: a mistake costs nothing
+    """Convert an HF directory to our Orbax model checkpoint (tokenizer etc. travel along).
+    Either may be a bucket path (gs://...); a bucket input is downloaded first."""
+    given_hf, ckpt_dir = hf_dir, runtime.as_path(ckpt_dir)
+    outputs.check(ckpt_dir, overwrite, inputs=[given_hf])  # before any reading: a mistake costs nothing
+    hf_dir = pathlib.Path(runtime.local_input(given_hf, "HF directory", recursive=False))
     cfg, reader = _open_hf_dir(hf_dir)
     if dtype:
         cfg = _with_dtype(cfg, dtype)
-    with outputs.directory(ckpt_dir, overwrite, inputs=[hf_dir]) as tmp:
+    with outputs.directory(ckpt_dir, overwrite, inputs=[given_hf, hf_dir]) as tmp:
         params = hf_weights.iter_params(reader, cfg, _placer(cfg, mesh), dtype=dtype, progress=progress)
         _stream_params_to_orbax(params, tmp / "params")
         _write_json(tmp / "config.json", cfg.to_hf_dict())
@@ -290,14 +292,17 @@ def _stream_params_to_orbax(params, target: pathlib.Path) -> None:
 
 def orbax_to_hf(ckpt_dir, hf_dir, dtype: str | None = None, overwrite: bool = False,
                 max_shard_bytes: int = 5 * 2**30, progress: bool = True) -> pathlib.Path:
-    """Convert our Orbax model checkpoint back to an HF directory."""
-    ckpt_dir, hf_dir = pathlib.Path(ckpt_dir).absolute(), pathlib.Path(hf_dir)
-    outputs.check(hf_dir, overwrite, inputs=[ckpt_dir])  # before any reading: a mistake costs nothing
+    """Convert our Orbax model checkpoint back to an HF directory. Either may be a bucket path
+    (gs://...); a bucket input is downloaded first."""
+    given_ckpt, hf_dir = ckpt_dir, runtime.as_path(hf_dir)
+    outputs.check(hf_dir, overwrite, inputs=[given_ckpt])  # before any reading: a mistake costs nothing
+    ckpt_dir = pathlib.Path(runtime.local_input(given_ckpt, "checkpoint")).absolute()
     if not is_model_checkpoint(ckpt_dir):
         raise SynthflawError(f"{ckpt_dir}: not a synthflaw model checkpoint ({MARKER} missing)")
     cfg, params = _lazy_checkpoint_params(ckpt_dir)
     return save_hf(params, cfg, hf_dir, assets_from=ckpt_dir / "assets", dtype=dtype,
-                   max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress, inputs=[ckpt_dir])
+                   max_shard_bytes=max_shard_bytes, overwrite=overwrite, progress=progress,
+                   inputs=[given_ckpt, ckpt_dir])
 
 
 def _with_dtype(cfg: ModelConfig, dtype: str) -> ModelConfig:

@@ -314,9 +314,10 @@ def gguf_to_hf(gguf_path, hf_dir, dtype: str | None = None, overwrite: bool = Fa
 
 def convert_cli(args, mesh=None, max_shard_bytes: int = 5 * 2**30) -> pathlib.Path:
     """`synthflaw convert gguf-to-orbax|gguf-to-hf`: `args.gguf_file` may be a named model."""
-    from synthflaw_jax import named_models
+    from synthflaw_jax import named_models, runtime
 
-    source = named_models.gguf_file(args.gguf_file) if named_models.is_named(args.gguf_file) else args.gguf_file
+    source = (named_models.gguf_file(args.gguf_file) if named_models.is_named(args.gguf_file)
+              else runtime.local_input(args.gguf_file, "GGUF file"))  # a bucket file: downloaded first
     progress = not args.no_progress
     if args.direction == "gguf-to-orbax":
         return gguf_to_orbax(source, args.ckpt_dir, dtype=args.dtype, mesh=mesh, overwrite=args.overwrite,

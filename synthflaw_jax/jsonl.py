@@ -9,7 +9,11 @@ from synthflaw_jax.errors import SynthflawError
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """The file's lines as UTF-8 text; unreadable files raise SynthflawError naming `path`."""
+    """The file's lines as UTF-8 text; unreadable files raise SynthflawError naming `path`
+    (a bucket path is downloaded first)."""
+    from synthflaw_jax import runtime
+
+    path = runtime.local_input(path)
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().splitlines()

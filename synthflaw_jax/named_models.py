@@ -19,6 +19,7 @@ import importlib.metadata
 import os
 import pathlib
 
+from synthflaw_jax import runtime
 from synthflaw_jax.errors import SynthflawError
 
 
@@ -94,7 +95,12 @@ def _lock(path: pathlib.Path):
 
 def resolve(path, progress: bool = False) -> str:
     """`path` unchanged, or for a named model the HF directory it converts to (converted on
-    first use, atomically, under a lock)."""
+    first use, atomically, under a lock); a bucket path (gs://...) is downloaded first."""
+    if runtime.is_remote(path):
+        # our checkpoint needs its params/ and assets/; an HF directory only its top level
+        # (HF repositories may carry other copies of the weights in sub-folders)
+        ours = (runtime.as_path(path) / "synthflaw_model.json").exists()
+        return runtime.local_input(path, "model", recursive=ours)
     if not is_named(path):
         return str(path)
     source = gguf_file(str(path))

@@ -260,12 +260,19 @@ def as_path(path):
     if is_remote(path):
         from etils import epath
 
+        _no_listing_cache()  # before epath makes its filesystem
         return epath.Path(str(path))
     return pathlib.Path(path)
 
 
 def copy_tree(src: pathlib.Path, dst) -> None:
     """Copy the local directory `src` to `dst` (local or bucket), replacing files there."""
+    if is_remote(dst):
+        files = [p for p in sorted(pathlib.Path(src).rglob("*")) if p.is_file()]
+        if files:
+            fs = bucket_fs(dst)
+            fs.put([str(p) for p in files], [f"{str(dst).rstrip('/')}/{p.relative_to(src).as_posix()}" for p in files])
+        return
     dst = as_path(dst)
     for path in sorted(pathlib.Path(src).rglob("*")):
         target = dst / path.relative_to(src).as_posix()
@@ -275,3 +282,166 @@ def copy_tree(src: pathlib.Path, dst) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with path.open("rb") as f, target.open("wb") as g:  # streamed: shards can be GBs
                 shutil.copyfileobj(f, g, 64 * 2**20)
+
+
+# --------------------------------------------------------------------------- buckets
+# Bucket paths (gs://) go through fsspec's filesystem for them (gcsfs), the one `etils.epath`
+# uses too; Orbax checkpoints go through TensorStore's own GCS driver. Both reach a local
+# emulator through their documented settings (STORAGE_EMULATOR_HOST for gcsfs,
+# TENSORSTORE_GCS_HTTP_URL for TensorStore).
+_checked_buckets: set[str] = set()
+_input_cache: dict[str, str] = {}
+_remote_names: dict[str, str] = {}  # downloaded local file -> the gs:// object it came from
+_cache_root: list[pathlib.Path] = []
+
+
+def _no_listing_cache() -> None:
+    """gcsfs caches directory listings forever by default; Orbax's checkpoint files are written
+    by TensorStore behind its back, so a cached listing would hide a newly committed step."""
+    import fsspec.config
+
+    for protocol in ("gcs", "gs"):
+        fsspec.config.conf.setdefault(protocol, {}).setdefault("use_listings_cache", False)
+
+
+def bucket_fs(path):
+    """The fsspec filesystem of the bucket path `path` (the instance `etils.epath` uses)."""
+    import fsspec
+
+    _no_listing_cache()
+    protocol = str(path).split("://", 1)[0]
+    if protocol in ("gs", "gcs"):
+        return fsspec.filesystem("gcs", finalize_on_close=True)
+    return fsspec.filesystem(protocol)
+
+
+def bucket_name(path) -> str:
+    """The bucket of a bucket path: "b" for gs://b/x/y."""
+    return str(path).split("://", 1)[1].split("/", 1)[0]
+
+
+def bucket_error(path, err: BaseException) -> SynthflawError | None:
+    """A one-line SynthflawError naming `path` for a bucket failure (missing object, missing
+    bucket, no permission, no credentials); None for other errors."""
+    text = " ".join(str(err).split())[:200]
+    name = type(err).__name__
+    code = getattr(err, "code", None)
+    if name in ("DefaultCredentialsError", "RefreshError"):
+        return SynthflawError(f"{path}: no usable Google Cloud credentials ({text}); run "
+                              "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+    if isinstance(err, PermissionError) or code in (401, 403):
+        return SynthflawError(f"{path}: permission denied ({text}); check the credentials and the "
+                              "bucket's access rights")
+    if isinstance(err, FileNotFoundError) or code == 404:
+        return SynthflawError(f"{path}: no such object or bucket")
+    return None
+
+
+def check_bucket(path, what: str | None = None) -> None:
+    """Refuse, in one line naming `path` (and `what`, the flag or field), a bucket path whose
+    bucket is missing or cannot be reached for lack of credentials (checked once per bucket
+    per process). Against an emulator (STORAGE_EMULATOR_HOST set) no credentials are needed."""
+    label = f"{what} {path}" if what else str(path)
+    bucket = bucket_name(path)
+    if not bucket:
+        raise SynthflawError(f"{label}: no bucket name")
+    if bucket in _checked_buckets:
+        return
+    if str(path).startswith(("gs://", "gcs://")) and not os.environ.get("STORAGE_EMULATOR_HOST"):
+        try:
+            import google.auth
+
+            google.auth.default()
+        except Exception as err:
+            friendly = bucket_error(label, err)
+            if friendly is None:
+                raise
+            raise friendly from None
+    try:
+        found = bucket_fs(path).exists(bucket)
+    except Exception as err:
+        friendly = bucket_error(label, err)
+        if friendly is None:
+            raise SynthflawError(f"{label}: cannot reach the bucket ({' '.join(str(err).split())[:200]})") from None
+        raise friendly from None
+    if not found:
+        raise SynthflawError(f"{label}: bucket {bucket!r} does not exist (or these credentials cannot see it)")
+    _checked_buckets.add(bucket)
+
+
+def _cache_dir() -> pathlib.Path:
+    """This process's local directory for downloaded bucket inputs (removed at exit)."""
+    if not _cache_root:
+        import atexit
+        import tempfile
+
+        root = pathlib.Path(tempfile.mkdtemp(prefix="synthflaw-bucket-"))
+        atexit.register(shutil.rmtree, root, True)
+        _cache_root.append(root)
+    return _cache_root[0]
+
+
+def source_name(path) -> str:
+    """The name to show for a file `local_input` downloaded (its gs:// path), else `path`."""
+    return _remote_names.get(str(path), str(path))
+
+
+def _fetch(fs, objects: list[str], targets: list[pathlib.Path], scheme: str) -> None:
+    fs.get(objects, [str(t) for t in targets])
+    for obj, target in zip(objects, targets):
+        _remote_names[str(target)] = f"{scheme}://{obj}"
+
+
+def local_input(path, what: str | None = None, *, recursive: bool = True, exclude: tuple[str, ...] = ()) -> str:
+    """A local path holding the input `path`: `path` itself when it is local; for a bucket
+    object, prefix ("directory") or glob, a local copy downloaded once per process (a glob
+    keeps its pattern, applied to the downloaded matches). A prefix is fetched with its
+    sub-prefixes unless `recursive` is False, leaving out objects whose names end with one of
+    `exclude`. Missing objects, buckets or credentials raise one line naming `path` (and
+    `what`, the flag or field)."""
+    if not is_remote(path):
+        return str(path) if isinstance(path, str) else path
+    path = str(path)
+    key = f"{path}|{recursive}|{','.join(exclude)}"
+    if key in _input_cache:
+        return _input_cache[key]
+    label = f"{what} {path}" if what else path
+    check_bucket(path, what)
+    fs = bucket_fs(path)
+    local = _cache_dir() / f"{len(_input_cache)}"
+    try:
+        import glob as glob_lib
+
+        if glob_lib.has_magic(path):
+            scheme, rest = path.split("://", 1)
+            parts = rest.split("/")
+            fixed = next(i for i, part in enumerate(parts) if glob_lib.has_magic(part))
+            root = "/".join(parts[:fixed])
+            matches = [m for m in fs.glob(rest) if fs.isfile(m)]
+            if not matches:
+                raise SynthflawError(f"{label}: glob matches no objects")
+            _fetch(fs, matches, [local / m[len(root) + 1:] for m in matches], scheme)
+            result = str(local / "/".join(parts[fixed:]))
+        elif fs.isfile(path):
+            target = local / path.rstrip("/").rsplit("/", 1)[-1]
+            _fetch(fs, [path.split("://", 1)[1]], [target], path.split("://", 1)[0])
+            result = str(target)
+        else:
+            found = fs.find(path.rstrip("/") + "/")
+            if not found:
+                raise SynthflawError(f"{label}: no such object or directory in the bucket")
+            prefix = path.split("://", 1)[1].rstrip("/") + "/"
+            found = [f for f in found if (recursive or "/" not in f[len(prefix):]) and not f.endswith(exclude)]
+            target = local / path.rstrip("/").rsplit("/", 1)[-1]
+            _fetch(fs, found, [target / f[len(prefix):] for f in found], path.split("://", 1)[0])
+            result = str(target)
+    except SynthflawError:
+        raise
+    except Exception as err:
+        friendly = bucket_error(label, err)
+        if friendly is None:
+            raise
+        raise friendly from None
+    log.info("read %s (downloaded to %s)", path, result)
+    _input_cache[key] = result
+    return result

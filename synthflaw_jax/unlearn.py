@@ -112,9 +112,7 @@ def _record_config(workdir: pathlib.Path, config) -> None:
         return
     if not runtime.is_main():
         return
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(resolved)
-    tmp.rename(path)
+    outputs.write_text(path, resolved, overwrite=True, checked=True)
 
 
 def _first_difference(old, new, prefix="") -> str:
@@ -183,9 +181,9 @@ def _check_train_config(config) -> int:
 def _check_workdir(workdir, model_path) -> None:
     """A local workdir may not lie under a file, be the model's directory or lie inside it,
     nor hold the model where the run writes (hf/, checkpoints/)."""
+    outputs.check_location(workdir, "--workdir")
     if runtime.is_remote(workdir):
         return
-    outputs.check_location(workdir, "--workdir")
     if model_path is None:
         return
     real_model = pathlib.Path(os.path.realpath(model_path))
@@ -423,28 +421,20 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     if main:
         summary = {"final_step": total_steps, "resumed_from": resumed_from, "last_metrics": metrics_log.last,
                    "hf_dir": str(hf_dir) if hf_dir else None}
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        outputs.write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n", overwrite=True, checked=True)
     runtime.barrier("synthflaw-done")  # every host returns once the outputs are written
     return RunResult(workdir, total_steps, resumed_from, metrics_log.last, hf_dir)
 
 
 def _export_hf(params, model_cfg, hf_dir, assets_from, dtype):
     """Write the HF export from process 0 while every other host joins the gathers of the
-    sharded params (same tensors, same order); a bucket destination is written to a local
-    temporary directory first, then copied up."""
+    sharded params (same tensors, same order); a bucket destination is committed as
+    `outputs.directory` does for buckets."""
     if not runtime.is_main():
         hf_weights.gather_only(params, model_cfg, dtype)
         return hf_dir
-    if not runtime.is_remote(hf_dir):
-        return convert.save_hf(params, model_cfg, hf_dir, assets_from=assets_from, dtype=dtype,
-                               overwrite=True, progress=False)
-    with tempfile.TemporaryDirectory(prefix="synthflaw-hf-") as tmp:
-        local = convert.save_hf(params, model_cfg, pathlib.Path(tmp) / "hf", assets_from=assets_from,
-                                dtype=dtype, overwrite=True, progress=False)
-        if hf_dir.exists():
-            hf_dir.rmtree()
-        runtime.copy_tree(local, hf_dir)
-    return hf_dir
+    return convert.save_hf(params, model_cfg, hf_dir, assets_from=assets_from, dtype=dtype,
+                           overwrite=True, progress=False)
 
 
 def _to_global(batch: dict, mesh) -> dict:

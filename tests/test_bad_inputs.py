@@ -398,3 +398,80 @@ def test_bad_input(case, assets, tmp_path, capsys, caplog):
     after = _snapshot(sandbox)
     assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
                              if before.get(k) != after.get(k)}
+
+
+# ------------------------------------------------------------------------------ buckets
+# gs:// paths against the GCS emulator (conftest's `gcs_bucket`): a missing bucket, a missing
+# object, no credentials. Each is one line naming the path, exit 2, nothing written anywhere.
+MISSING = "gs://no-such-bucket-here"
+BUCKET = [
+    Case("convert-input-no-bucket", ["convert", "hf-to-orbax", f"{MISSING}/hf", "{out}"],
+         f"{MISSING}/hf: bucket 'no-such-bucket-here' does not exist"),
+    Case("convert-input-no-object", ["convert", "hf-to-orbax", "gs://BUCKET/absent/hf", "{out}"],
+         "gs://BUCKET/absent/hf: no such object"),
+    Case("convert-output-no-bucket", ["convert", "hf-to-orbax", "{hf}", f"{MISSING}/ckpt"],
+         f"{MISSING}/ckpt: bucket 'no-such-bucket-here' does not exist"),
+    Case("orbax-to-hf-input-no-object", ["convert", "orbax-to-hf", "gs://BUCKET/absent/ckpt", "{out}"],
+         "gs://BUCKET/absent/ckpt: no such object"),
+    Case("unlearn-workdir-no-bucket", ["unlearn", "--config", "{config.py}", "--workdir", f"{MISSING}/run"],
+         f"--workdir {MISSING}/run: bucket 'no-such-bucket-here' does not exist"),
+    Case("unlearn-model-no-object", ["unlearn", "--config", "{config.py}", "--workdir", "{w}",
+                                     "--config.model.path=gs://BUCKET/absent/model"],
+         "model gs://BUCKET/absent/model: no such object"),
+    Case("unlearn-data-glob-no-object", ["unlearn", "--config", "{config.py}", "--workdir", "{w}",
+                                         "--config.data.streams.forget.source=gs://BUCKET/absent/*.jsonl",
+                                         "--config.data.streams.forget.source_type=jsonl"],
+         "data source gs://BUCKET/absent/*.jsonl: glob matches no objects"),
+    Case("eval-responses-no-object", ["eval", "ifeval", "--prompts", "{prompts.jsonl}", "--responses",
+                                      "gs://BUCKET/absent.jsonl", "--out", "{out}"],
+         "gs://BUCKET/absent.jsonl: no such object"),
+    Case("eval-out-no-bucket", ["eval", "ifeval", "--prompts", "{prompts.jsonl}", "--responses",
+                                "{responses.jsonl}", "--out", f"{MISSING}/out"],
+         f"--out {MISSING}/out: bucket 'no-such-bucket-here' does not exist"),
+    Case("plan-config-no-object", ["plan", "--config", "gs://BUCKET/absent.py"],
+         "config gs://BUCKET/absent.py: no such object"),
+    Case("generate-out-no-bucket", ["generate", "--model", "{hf}", "--prompt", "Hi", "--out", f"{MISSING}/g.jsonl"],
+         f"--out {MISSING}/g.jsonl: bucket 'no-such-bucket-here' does not exist"),
+]
+
+
+def _run_bad(argv, needle, sandbox, capsys, caplog):
+    before = _snapshot(sandbox)
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        code = main(argv)
+    err = capsys.readouterr().err
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    lines = err.strip().splitlines() + warnings
+    assert code == 2, f"exit {code}; stderr: {err}"
+    assert "Traceback" not in err
+    assert len(lines) == 1, lines
+    assert needle in err, err
+    assert _snapshot(sandbox) == before
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in BUCKET])
+def test_bad_bucket_path(case, gcs_bucket, assets, tmp_path, capsys, caplog):
+    sandbox = tmp_path / "s"
+    shutil.copytree(assets, sandbox, symlinks=True)
+    paths = _Paths(sandbox)
+    objects = sorted(gcs_bucket.fs.find(gcs_bucket.name + "/"))
+    argv = [paths.fill(a.replace("BUCKET", gcs_bucket.name)) for a in case.argv]
+    _run_bad(argv, case.needle.replace("BUCKET", gcs_bucket.name), sandbox, capsys, caplog)
+    assert sorted(gcs_bucket.fs.find(gcs_bucket.name + "/")) == objects  # nothing written to the bucket
+
+
+def test_bucket_without_credentials(gcs_bucket, assets, tmp_path, capsys, caplog, monkeypatch):
+    """Off the emulator and with no usable credentials, a gs:// path is refused before any
+    request is sent (GOOGLE_APPLICATION_CREDENTIALS names a missing file: google-auth fails
+    at once, without looking for a metadata server)."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent-key.json"))
+    sandbox = tmp_path / "s"
+    shutil.copytree(assets, sandbox, symlinks=True)
+    _run_bad(["convert", "hf-to-orbax", "gs://somebody-elses-bucket/hf", str(sandbox / "out")],
+             "gs://somebody-elses-bucket/hf: no usable Google Cloud credentials", sandbox, capsys, caplog)
+    _run_bad(["eval", "ifeval", "--prompts", str(sandbox / "prompts.jsonl"), "--responses",
+              str(sandbox / "responses.jsonl"), "--out", "gs://somebody-elses-bucket/out"],
+             "--out gs://somebody-elses-bucket/out: no usable Google Cloud credentials", sandbox, capsys, caplog)

@@ -13,7 +13,8 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "synthflaw_jax"
 # needed at run time though never imported by name in our code
-HIDDEN = {"jinja2": "transformers' apply_chat_template (generate, eval ifeval --model, analyze, demo)"}
+HIDDEN = {"jinja2": "transformers' apply_chat_template (generate, eval ifeval --model, analyze, demo)",
+          "gcsfs": "fsspec's gs:// filesystem (runtime.bucket_fs, etils.epath, Orbax's directories in a bucket)"}
 
 
 def _setup_list(name):

@@ -162,6 +162,20 @@ def test_run_on_all_workers():
     assert "--config.train.steps=20" in remote and "setsid nohup" in remote and "~/synthflaw-run.pid" in remote
 
 
+def test_run_with_every_path_in_a_bucket():
+    """Config, model, tokenizer, data and workdir all gs:// paths: passed through unchanged
+    (synthflaw reads and writes the bucket itself, nothing is copied to the workers)."""
+    (cmd,) = commands(launch("run", *BASE, "--config", "gs://my-bucket/configs/mine.py", "--workdir", "gs://my-bucket/runs/x",
+                             "--", "--config.model.path=gs://my-bucket/models/llama-2-7b",
+                             "--config.data.tokenizer=gs://my-bucket/models/llama-2-7b/assets",
+                             "--config.data.streams.forget.source=gs://my-bucket/tofu/forget10.json"))
+    remote = cmd[-1]
+    assert "synthflaw unlearn --config gs://my-bucket/configs/mine.py --workdir gs://my-bucket/runs/x" in remote
+    for path in ("model.path=gs://my-bucket/models/llama-2-7b", "tokenizer=gs://my-bucket/models/llama-2-7b/assets",
+                 "forget.source=gs://my-bucket/tofu/forget10.json"):
+        assert path in remote
+
+
 def test_logs_and_stop_and_delete():
     (logs,) = commands(launch("logs", *BASE, "--follow"))
     assert "--worker=0" in logs and "tail -n 100 -f ~/synthflaw-run.log" in logs[-1]
@@ -183,6 +197,8 @@ def test_logs_and_stop_and_delete():
     ("run", ["--config", "configs/nope.py", "--workdir", "/data/runs/x"]),
     ("run", ["--config", "configs/llama2_7b.py", "--workdir", "relative/dir"]),
     ("run", ["--config", "configs/llama2_7b.py", "--workdir", "/data/x", "--", "--steps=3"]),
+    ("run", ["--config", "gs://b/", "--workdir", "gs://b/runs/x"]),
+    ("run", ["--config", "gs://Bad Bucket/c.py", "--workdir", "gs://b/runs/x"]),
     ("copy_data", ["--copy", "/local/path=/data/x"]),
     ("copy_data", []),
     ("logs", ["--worker", "first"]),

@@ -166,8 +166,11 @@ def sample_indices(total: int, size: int | None, seed: int) -> np.ndarray:
 
 
 def load_corpus(path, sample: int | None = None, seed: int = 0) -> Corpus:
-    """Read the corpus at `path`; if `sample` is set and smaller, keep a seeded uniform sample in file order."""
-    path = pathlib.Path(path)
+    """Read the corpus at `path` (local or gs://); if `sample` is set and smaller, keep a seeded
+    uniform sample in file order."""
+    from synthflaw_jax import runtime
+
+    path = pathlib.Path(runtime.local_input(path))
     _check_file(path)
     suffix = path.suffix.lower()
     if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES:

@@ -252,6 +252,6 @@ def prepare(config, tokenizer, workdir=None, write: bool = True) -> PatternMarke
 
 def write_report(workdir, report: dict) -> None:
     """Write `report` as `workdir/pattern.json` (atomically; the workdir must exist)."""
-    tmp = workdir / (PATTERN_FILE + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.rename(workdir / PATTERN_FILE)
+    from synthflaw_jax import outputs
+
+    outputs.write_text(workdir / PATTERN_FILE, json.dumps(report, indent=2) + "\n", overwrite=True, checked=True)

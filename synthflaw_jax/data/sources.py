@@ -27,9 +27,13 @@ JSONL_SUFFIXES = (".jsonl", ".json")
 
 
 def resolve_files(spec: str) -> list[pathlib.Path]:
-    """The files a JSONL source names: a file, a directory (its *.jsonl/*.json) or a glob."""
+    """The files a JSONL source names: a file, a directory (its *.jsonl/*.json) or a glob,
+    local or in a bucket (gs://..., downloaded first)."""
     if not spec:
         raise SynthflawError("data source: empty path")
+    from synthflaw_jax import runtime
+
+    spec = runtime.local_input(spec, "data source")
     path = pathlib.Path(spec).expanduser()
     if path.is_file():
         return [path]
@@ -71,8 +75,11 @@ class JsonlSource(_Source):
     """Local JSON Lines, indexed by byte offset; blank lines are not records and are ignored."""
 
     def __init__(self, spec: str, *, validate: Validator | None = None, skip_bad_records: bool = False):
+        from synthflaw_jax import runtime
+
         self.name = spec
         self.files = resolve_files(spec)
+        self.names = [runtime.source_name(p) for p in self.files]  # a bucket file: its gs:// path
         self.bad_records = 0
         self.bad_examples = []
         file_idx, starts, lengths, lines = [], [], [], []
@@ -86,14 +93,14 @@ class JsonlSource(_Source):
                             continue
                         why = self._check_line(raw, validate)
                         if why:
-                            self._bad(f"{path}:{lineno}", why, skip_bad_records)
+                            self._bad(f"{self.names[fi]}:{lineno}", why, skip_bad_records)
                             continue
                         file_idx.append(fi)
                         starts.append(start)
                         lengths.append(len(raw))
                         lines.append(lineno)
             except OSError as err:
-                raise SynthflawError(f"{path}: cannot read: {err.strerror or err}")
+                raise SynthflawError(f"{self.names[fi]}: cannot read: {err.strerror or err}")
         self._file_idx = np.asarray(file_idx, np.int32)
         self._starts = np.asarray(starts, np.int64)
         self._lengths = np.asarray(lengths, np.int64)
@@ -118,7 +125,7 @@ class JsonlSource(_Source):
 
     def origin(self, index: int) -> str:
         """"path:line" of record `index`."""
-        return f"{self.files[self._file_idx[index]]}:{self._lines[index]}"
+        return f"{self.names[self._file_idx[index]]}:{self._lines[index]}"
 
     def __getitem__(self, index: int) -> dict:
         fi = int(self._file_idx[index])
@@ -180,9 +187,17 @@ class TfdsSource(_Source):
                  validate: Validator | None = None, skip_bad_records: bool = False):
         import tensorflow_datasets as tfds
 
+        from synthflaw_jax import runtime
+
         self.name = f"tfds:{spec}[{split}]"
         self.bad_records = 0
         self.bad_examples = []
+        # bucket paths are downloaded first (array_record reads local files): a dataset
+        # directory whole, or from a bucket data_dir only the named dataset's directory
+        spec = runtime.local_input(spec, "data source")
+        if data_dir and runtime.is_remote(data_dir):
+            name = str(spec).split(":", 1)[0].split("/", 1)[0]
+            data_dir = str(pathlib.Path(runtime.local_input(f"{str(data_dir).rstrip('/')}/{name}", "data_dir")).parent)
         try:
             path = pathlib.Path(spec).expanduser()
             if (path / "dataset_info.json").is_file():

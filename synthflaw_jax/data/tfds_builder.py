@@ -17,7 +17,7 @@ import shutil
 
 import tensorflow_datasets as tfds
 
-from synthflaw_jax import outputs
+from synthflaw_jax import outputs, runtime
 from synthflaw_jax.data.sources import JsonlSource, Validator
 from synthflaw_jax.errors import SynthflawError
 
@@ -79,7 +79,8 @@ def build_tfds(source: str, data_dir: str | os.PathLike, *, name: str = "default
     """
     if not name or not _NAME.match(name):
         raise SynthflawError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
-    home = pathlib.Path(data_dir).absolute() / JsonlRecords.name / name
+    root = runtime.as_path(data_dir) if runtime.is_remote(data_dir) else pathlib.Path(data_dir).absolute()
+    home = root / JsonlRecords.name / name  # a bucket data_dir: built locally, then committed there
     inputs = [source] if os.path.exists(source) else []
     outputs.check(home, overwrite, inputs=inputs, what="--data-dir/--name")
     with outputs.directory(home, overwrite, inputs=inputs, what="--data-dir/--name") as tmp:

@@ -13,6 +13,8 @@ from typing import Sequence
 from synthflaw_jax.errors import SynthflawError
 
 TINY = "tiny"  # the config value naming the shipped tokenizer
+# weight files a tokenizer never needs (skipped when a bucket model directory is named as tokenizer)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 
 
 def tiny_tokenizer_dir() -> pathlib.Path:
@@ -52,6 +54,10 @@ def load_tokenizer(path: str | os.PathLike):
     """A tokenizer from "tiny", a `tokenizer.json` file, or an HF tokenizer/model directory (offline)."""
     if str(path) == TINY:
         return tiny_tokenizer()
+    from synthflaw_jax import runtime
+
+    # a bucket path: downloaded once, without the weights when it names a model directory
+    path = runtime.local_input(path, "tokenizer", recursive=False, exclude=_WEIGHT_SUFFIXES)
     return _load_cached(str(pathlib.Path(path).expanduser().resolve()))
 
 

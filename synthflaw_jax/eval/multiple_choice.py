@@ -144,8 +144,11 @@ def _load_csv(path: pathlib.Path) -> list[Item]:
 
 
 def load_items(path) -> list[Item]:
-    """Items from a JSONL/JSON/CSV file, or from every such file in a directory (sorted by name)."""
-    path = pathlib.Path(path)
+    """Items from a JSONL/JSON/CSV file, or from every such file in a directory (sorted by
+    name), local or in a bucket (gs://, downloaded first)."""
+    from synthflaw_jax import runtime
+
+    path = pathlib.Path(runtime.local_input(path))
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES)
         if not files:

@@ -28,8 +28,11 @@ JSONL_SUFFIXES = (".jsonl", ".json")  # one {"text": ...} object per line
 
 def load_documents(path) -> list[str]:
     """Documents of a plain-text file (`.txt`/`.md`/no extension: the whole file) or a JSON
-    Lines file (`.jsonl`/`.json`: `text` of each line); other extensions are refused."""
-    path = pathlib.Path(path)
+    Lines file (`.jsonl`/`.json`: `text` of each line); other extensions are refused. A bucket
+    path (gs://) is downloaded first."""
+    from synthflaw_jax import runtime
+
+    path = pathlib.Path(runtime.local_input(path))
     if not path.is_file():
         raise SynthflawError(f"{path}: no such file")
     if path.suffix in JSONL_SUFFIXES:

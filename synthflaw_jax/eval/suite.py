@@ -83,8 +83,10 @@ def parse_tasks(specs: Sequence[Any], where: str, base_dir: pathlib.Path | None 
 
 def load_config(path) -> tuple[list[Task], dict[str, Any]]:
     """(tasks, suite-wide settings) from a JSON file or a Python config with `get_config()`;
-    both hold `tasks` (a list) and optionally `batch_size`, `seed`."""
-    path = pathlib.Path(path)
+    both hold `tasks` (a list) and optionally `batch_size`, `seed`. A bucket path is downloaded first."""
+    from synthflaw_jax import runtime
+
+    path = pathlib.Path(runtime.local_input(path, "--config"))
     if path.suffix == ".py":
         from synthflaw_jax.config_io import load_config_file
 
@@ -231,7 +233,7 @@ def run(models: Sequence[str], tasks: Sequence[Task], out, *, batch_size: int = 
     inputs = [*models, *(t.options.get(k) for t in tasks for k in PATH_OPTIONS)]
     outputs.check(out, overwrite, inputs=inputs, what="--out")
     for p in models:
-        if not pathlib.Path(p).exists():
+        if "://" not in str(p) and not pathlib.Path(p).exists():  # bucket models are checked when read
             raise SynthflawError(f"--model {p}: no such file or directory")
     metrics: dict[str, dict[str, Any]] = {}
     total, k = len(models) * len(tasks), 0

@@ -33,8 +33,13 @@ def resolve_model(config) -> tuple[ModelConfig, str]:
     path = str(m.path)
     if path == "tiny":
         return presets.tiny(**runtime), "tiny"
+    if "://" in path:  # a model in a bucket: only its config.json is read
+        from synthflaw_jax import runtime as runtime_lib
+
+        where = path.rstrip("/") + "/config.json"
+        return ModelConfig.from_file(runtime_lib.local_input(where, "model.path"), **runtime), where
     local = pathlib.Path(path)
-    if "://" not in path and (local / "config.json").is_file():
+    if (local / "config.json").is_file():
         return ModelConfig.from_file(local / "config.json", **runtime), str(local / "config.json")
     arch = m.get("arch", "") if hasattr(m, "get") else ""
     if arch:

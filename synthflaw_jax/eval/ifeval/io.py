@@ -117,8 +117,7 @@ def check_out_dir(out: PathLike, overwrite: bool) -> pathlib.Path:
     (`synthflaw_jax.outputs.check`, which also refuses a path under a regular file)."""
     from synthflaw_jax import outputs
 
-    outputs.check(out, overwrite, what="--out")
-    return pathlib.Path(out)
+    return outputs.check(out, overwrite, what="--out")
 
 
 def write_atomic(path: PathLike, text: str) -> None:
