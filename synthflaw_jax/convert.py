@@ -167,8 +167,6 @@ def save_model_checkpoint(params, cfg: ModelConfig, ckpt_dir: str | os.PathLike,
 
 def load_model_checkpoint(ckpt_dir: str | os.PathLike, mesh=None, **runtime) -> tuple[ModelConfig, dict]:
     """Restore (config, params) from our model checkpoint, sharded on `mesh` when given."""
-    import orbax.checkpoint as ocp
-
     ckpt_dir = pathlib.Path(ckpt_dir).absolute()
     _check_marker(ckpt_dir)
     cfg = ModelConfig.from_file(ckpt_dir / "config.json", **runtime)

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import textwrap
