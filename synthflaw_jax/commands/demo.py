@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--methods", default=None,
                         help="comma-separated unlearning methods to run on arm (b), from "
                              "ul_pattern,ul_all,hinge,smooth,ga,npo,simnpo, or 'all' "
-                             "(default: ul_pattern,ul_all,hinge,ga,npo)")
+                             "(default: ul_pattern,hinge,ga)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
