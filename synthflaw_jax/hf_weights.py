@@ -376,21 +376,25 @@ class LazyParams:
             self._pool = None
 
 
-def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Iterator[tuple[str, Callable[[], np.ndarray], tuple, np.dtype]]:
+def iter_hf_tensors(params, cfg: ModelConfig, dtype: str | None = None) -> Iterator[tuple[str, Callable[..., np.ndarray], tuple, np.dtype]]:
     """(hf_name, thunk producing the numpy tensor, shape, dtype) for every HF tensor, in HF order.
 
     `params` is a pytree or `LazyParams`. Thunks gather one layer's slice at a time, so a
     sharded jax array is never copied whole; on a multi-host job every process must run the
-    thunks in this order (the writer via `write_safetensors`, the others via `gather_only`)."""
+    thunks in this order (the writer via `write_safetensors`, the others via `gather_only`).
+    `thunk(out)` may fill and return `out`, a C-contiguous buffer of the tensor's shape and
+    dtype (a transposed tensor is written into it instead of a fresh array)."""
     cast = np.dtype(DTYPES[dtype]) if dtype else None
     lazy = isinstance(params, LazyParams)
     for m in tensor_maps(cfg):
         stored = _get(params.dtypes, m.path) if lazy else _get(params, m.path).dtype
         out_dtype = cast or np.dtype(stored)
         for i, name in enumerate(_hf_names(m, cfg.num_hidden_layers)):
-            def thunk(i=i, m=m):
+            def thunk(out=None, i=i, m=m):
                 leaf = params.leaf(m.path) if lazy else _get(params, m.path)
                 arr = _to_host(leaf[i] if m.layered else leaf)
+                if m.transposed and out is not None and arr.dtype == out_dtype:
+                    return transpose(arr.reshape(m.hf_shape[::-1]), out=out)
                 arr = np.ascontiguousarray(m.to_hf(arr))
                 return arr.astype(out_dtype) if arr.dtype != out_dtype else arr
             yield name, thunk, m.hf_shape, out_dtype
@@ -435,9 +439,16 @@ def _write_one_file(path: pathlib.Path, entries: list, bar) -> int:
         f.write(len(raw).to_bytes(8, "little"))
         f.write(raw)
         pending = None
+        # two buffers per tensor shape, used in turn: the one the writer thread holds and the
+        # one being filled (fresh arrays would be page-faulted and zeroed for every tensor)
+        buffers: dict = {}
         try:
             for name, thunk, shape, dtype in entries:
-                array = thunk()
+                ring = buffers.setdefault((tuple(shape), dtype), [])
+                if len(ring) < 2:
+                    ring.append(aligned_empty(tuple(shape), dtype))
+                ring.reverse()
+                array = thunk(ring[0])
                 if tuple(array.shape) != tuple(shape) or array.dtype != dtype:
                     raise SynthflawError(f"{path}: tensor {name!r} came out {array.dtype}{list(array.shape)}, "
                                          f"planned {dtype}{list(shape)}")

@@ -70,7 +70,7 @@ def test_lazy_params_error_surfaces_on_use():
 def test_threaded_writer_matches_safetensors_and_reports_a_bad_tensor(tmp_path):
     rng = np.random.default_rng(1)
     tensors = {f"t{i}": rng.standard_normal((i + 1, 3)).astype(np.float32) for i in range(5)}
-    entries = [(n, (lambda a=a: a), a.shape, a.dtype) for n, a in tensors.items()]
+    entries = [(n, (lambda out=None, a=a: a), a.shape, a.dtype) for n, a in tensors.items()]
 
     class Bar:
         def update(self, n):
@@ -80,6 +80,6 @@ def test_threaded_writer_matches_safetensors_and_reports_a_bad_tensor(tmp_path):
     with safe_open(str(tmp_path / "x.safetensors"), framework="numpy") as f:
         for n, a in tensors.items():
             assert np.array_equal(f.get_tensor(n), a)
-    bad = entries[:2] + [("t2", lambda: np.zeros((9, 9), np.float32), (3, 3), np.dtype(np.float32))]
+    bad = entries[:2] + [("t2", lambda out=None: np.zeros((9, 9), np.float32), (3, 3), np.dtype(np.float32))]
     with pytest.raises(SynthflawError, match="t2"):
         hf_weights._write_one_file(tmp_path / "y.safetensors", bad, Bar())
