@@ -539,6 +539,9 @@ def main(argv=None) -> int:
                     shutil.rmtree(dst, ignore_errors=True)
                 if kind == "hf_to_orbax":
                     shutil.rmtree(hf_out, ignore_errors=True)
+                # each job starts with no dirty pages: otherwise it pays for flushing the
+                # previous job's 2.5 GB of writes (the first job of round 1, the generator's)
+                os.sync()
                 row[kind] = run_child(kind.removesuffix("_2"), str(src), str(dst))
                 print(f"  round {k + 1} {kind:<14} peak RSS {row[kind]['peak_rss_bytes'] / 2**30:.2f} GiB, "
                       f"{row[kind]['wall_seconds']:.1f}s (load {os.getloadavg()[0]:.1f})", flush=True)
