@@ -1,9 +1,10 @@
 """Hugging Face weight files: the name/layout mapping to our params, streaming reads, sharded writes.
 
-Reading opens every `*.safetensors` file lazily (memory-mapped by safetensors) and copies out one
-tensor at a time into its place in the stacked `[layers, ...]` parameter, so peak host memory
-stays near one parameter plus what has been placed. Writing plans shards from the shapes first,
-then materialises one shard at a time.
+Reading parses the `*.safetensors` headers, then reads one tensor at a time with a plain file
+read into a reused buffer and transposes it straight into its place in the stacked
+`[layers, ...]` parameter, so peak host memory stays near one parameter plus what has been
+placed. Writing plans each file's header from the shapes, then streams one tensor at a time
+through a writer thread.
 """
 from __future__ import annotations
 
