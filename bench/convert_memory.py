@@ -33,7 +33,8 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "convert_memory.json"
-TARGET = 1.3
+TARGET = 1.0  # peak RSS / checkpoint bytes (issue 18; issue 3 asked for 1.3)
+TIME_TARGET = 1.0  # wall time / PyTorch's load + save, median of per-round ratios
 SHARD_BYTES = 10**9
 
 PRESETS = {
@@ -430,25 +431,33 @@ def run_profile(kind: str, src: pathlib.Path, out: pathlib.Path) -> list:
 
 
 # --------------------------------------------------------------------------- report
-def summarise(cfg, preset: str, ckpt_bytes: int, orbax_bytes: int, measured: dict) -> dict:
-    """The JSON report: sizes, per-job figures, ratios, target verdict."""
+def summarise(cfg, preset: str, ckpt_bytes: int, orbax_bytes: int, measured: dict, rounds: list) -> dict:
+    """The JSON report: sizes, per-job figures (medians over the interleaved rounds), per-round
+    time ratios ours / PyTorch, target verdicts."""
     jobs = {}
     fixed = {"hf_to_orbax": "import_only", "orbax_to_hf": "import_only", "torch_resave": "torch_import"}
     for kind, r in measured.items():
         jobs[kind] = {"peak_rss_bytes": r["peak_rss_bytes"],
                       "peak_rss_over_checkpoint": r["peak_rss_bytes"] / ckpt_bytes,
                       "wall_seconds": r["wall_seconds"], "job_seconds": r["job_seconds"]}
+        if "wall_seconds_all" in r:
+            jobs[kind]["wall_seconds_all"] = r["wall_seconds_all"]
         if kind in fixed:  # the same figure with the job's import cost taken off
             extra = r["peak_rss_bytes"] - measured[fixed[kind]]["peak_rss_bytes"]
             jobs[kind]["peak_rss_above_imports_over_checkpoint"] = extra / ckpt_bytes
     torch = jobs["torch_resave"]
-    ratios = {k: {"peak_rss_ours_over_torch": jobs[k]["peak_rss_bytes"] / torch["peak_rss_bytes"],
-                  "wall_ours_over_torch": jobs[k]["wall_seconds"] / torch["wall_seconds"]}
-              for k in ("hf_to_orbax", "orbax_to_hf")}
+    ratios = {}
+    for k in ("hf_to_orbax", "orbax_to_hf"):
+        per_round = [r[k]["wall_seconds"] / r["torch_resave"]["wall_seconds"] for r in rounds]
+        ratios[k] = {"peak_rss_ours_over_torch": jobs[k]["peak_rss_bytes"] / torch["peak_rss_bytes"],
+                     "wall_ours_over_torch": float(np.median(per_round)),
+                     "wall_ours_over_torch_per_round": per_round}
     worst = max(jobs["hf_to_orbax"]["peak_rss_over_checkpoint"], jobs["orbax_to_hf"]["peak_rss_over_checkpoint"])
+    slowest = max(r["wall_ours_over_torch"] for r in ratios.values())
     return {"preset": preset, "parameters": cfg.num_params(), "checkpoint_bytes": ckpt_bytes,
-            "orbax_checkpoint_bytes": orbax_bytes, "jobs": jobs, "ratios": ratios,
+            "orbax_checkpoint_bytes": orbax_bytes, "jobs": jobs, "ratios": ratios, "rounds": rounds,
             "target_peak_rss_over_checkpoint": TARGET, "target_met": worst <= TARGET,
+            "target_wall_over_torch": TIME_TARGET, "time_target_met": slowest <= TIME_TARGET,
             "cpu": _cpu_name(), "cpus": os.cpu_count()}
 
 
@@ -471,10 +480,15 @@ def print_table(report: dict) -> None:
         print(f"{kind:<14} {j['peak_rss_bytes'] / 2**30:12.2f} {j['peak_rss_over_checkpoint']:9.2f} {above} "
               f"{j['wall_seconds']:8.1f} {j['job_seconds']:8.1f}")
     for kind, r in report["ratios"].items():
+        rounds = ", ".join(f"{x:.2f}" for x in r["wall_ours_over_torch_per_round"])
         print(f"{kind} / torch_resave: peak RSS x{r['peak_rss_ours_over_torch']:.2f}, "
-              f"wall x{r['wall_ours_over_torch']:.2f}")
+              f"wall x{r['wall_ours_over_torch']:.2f} (median of rounds: {rounds})")
+    loads = [r["loadavg_1min"] for r in report["rounds"]]
+    print(f"1-min load average at the rounds' starts: {', '.join(f'{x:.1f}' for x in loads)}")
     verdict = "MET" if report["target_met"] else "NOT met"
     print(f"target peak RSS / checkpoint <= {report['target_peak_rss_over_checkpoint']}: {verdict}")
+    verdict = "MET" if report["time_target_met"] else "NOT met"
+    print(f"target wall time / PyTorch's <= {report['target_wall_over_torch']}: {verdict}")
 
 
 # --------------------------------------------------------------------------- main
@@ -484,6 +498,9 @@ def parse_args(argv=None):
     p.add_argument("--workdir", help="where the temporary checkpoints go (default: a new dir under /tmp)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="1b")
     p.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of (hf_to_orbax, torch_resave, orbax_to_hf, torch_resave); "
+                        "figures are medians (default 3)")
     p.add_argument("--profile", action="store_true", help="profile even when the target is met")
     p.add_argument("--prototypes", action="store_true",
                    help="also measure prototypes of the proposed streaming fix (bench-only code)")
@@ -511,14 +528,34 @@ def main(argv=None) -> int:
         ckpt_bytes = dir_bytes(hf_dir)
         print(f"wrote {hf_dir} ({ckpt_bytes / 2**30:.2f} GiB) in {generated['wall_seconds']:.0f}s; "
               f"parent peak RSS {peak_rss_bytes() / 2**20:.0f} MiB", flush=True)
-        measured = {}
-        for kind, src, dst in (("import_only", "", ""), ("hf_to_orbax", hf_dir, ckpt),
-                               ("orbax_to_hf", ckpt, hf_out), ("torch_import", "", ""),
-                               ("torch_resave", hf_dir, torch_out)):
-            measured[kind] = run_child(kind, str(src), str(dst))
-            print(f"  {kind:<13} peak RSS {measured[kind]['peak_rss_bytes'] / 2**30:.2f} GiB, "
-                  f"{measured[kind]['wall_seconds']:.1f}s", flush=True)
-        report = summarise(cfg, args.preset, ckpt_bytes, dir_bytes(ckpt), measured)
+        measured = {kind: run_child(kind) for kind in ("import_only", "torch_import")}
+        rounds = []
+        for k in range(max(args.rounds, 1)):
+            # ours and PyTorch's back to back, PyTorch's twice so each of ours has a neighbour
+            row = {"loadavg_1min": os.getloadavg()[0]}
+            for kind, src, dst in (("hf_to_orbax", hf_dir, ckpt), ("torch_resave", hf_dir, torch_out),
+                                   ("orbax_to_hf", ckpt, hf_out), ("torch_resave_2", hf_dir, torch_out)):
+                if kind != "orbax_to_hf" or k:  # the checkpoint orbax_to_hf reads stays
+                    shutil.rmtree(dst, ignore_errors=True)
+                if kind == "hf_to_orbax":
+                    shutil.rmtree(hf_out, ignore_errors=True)
+                # each job starts with no dirty pages: otherwise it pays for flushing the
+                # previous job's 2.5 GB of writes (the first job of round 1, the generator's)
+                os.sync()
+                row[kind] = run_child(kind.removesuffix("_2"), str(src), str(dst))
+                print(f"  round {k + 1} {kind:<14} peak RSS {row[kind]['peak_rss_bytes'] / 2**30:.2f} GiB, "
+                      f"{row[kind]['wall_seconds']:.1f}s (load {os.getloadavg()[0]:.1f})", flush=True)
+            row["torch_resave"] = {"wall_seconds": (row["torch_resave"]["wall_seconds"]
+                                                    + row.pop("torch_resave_2")["wall_seconds"]) / 2,
+                                   "peak_rss_bytes": row["torch_resave"]["peak_rss_bytes"],
+                                   "job_seconds": row["torch_resave"]["job_seconds"]}
+            rounds.append(row)
+        for kind in ("hf_to_orbax", "orbax_to_hf", "torch_resave"):
+            walls = [r[kind]["wall_seconds"] for r in rounds]
+            measured[kind] = {"peak_rss_bytes": max(r[kind]["peak_rss_bytes"] for r in rounds),
+                              "wall_seconds": float(np.median(walls)), "wall_seconds_all": walls,
+                              "job_seconds": float(np.median([r[kind]["job_seconds"] for r in rounds]))}
+        report = summarise(cfg, args.preset, ckpt_bytes, dir_bytes(ckpt), measured, rounds)
         print_table(report)
         if args.profile or args.prototypes or not report["target_met"]:
             report["profile"] = {"profile_to_orbax": run_profile("profile_to_orbax", hf_dir, work / "p_ckpt"),

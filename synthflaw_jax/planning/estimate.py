@@ -95,18 +95,41 @@ def hbm_traffic_bytes(cfg: ModelConfig, shape: StepShape, devices: int, needs_re
     return weights + update
 
 
+# Calibration against MaxText's published MFU (`planning/calibration.py`, docs/plan.md): 2
+# constants fitted by least squares on 7 published runs (v5e, v5p, v6e), checked on 4 held out.
+MATMUL_TIME_FACTOR = 1.023  # a: matmul time = a x hardware FLOPs / peak
+ACTIVATION_BYTES = 647.0    # c: HBM bytes of non-matmul work per token, layer and hidden unit
+
+
+def activation_units(cfg: ModelConfig, shape: StepShape) -> float:
+    """layers x hidden x tokens of one step (global), a reference-only token counting 1/4: it
+    gets one forward where a policy token gets forward, recomputed forward and backward."""
+    tokens = shape.policy_tokens + shape.reference_rows * shape.seq_len / 4
+    return cfg.num_hidden_layers * cfg.hidden_size * tokens
+
+
+def activation_bytes(cfg: ModelConfig, shape: StepShape, devices: int) -> float:
+    """Per-chip HBM bytes the calibration charges for non-matmul work (see `roofline`)."""
+    return ACTIVATION_BYTES * activation_units(cfg, shape) / devices
+
+
 def roofline(topology: Topology, flops_per_chip: float, hbm_bytes_per_chip: float,
-             collective_bytes_per_chip: float, useful_flops_global: float, policy_tokens: int) -> dict:
+             collective_bytes_per_chip: float, useful_flops_global: float, policy_tokens: int,
+             activation_bytes_per_chip: float = 0.0) -> dict:
     """Step time as max (perfect overlap, a lower bound) and as sum (no overlap) of compute,
-    HBM and ICI time, with the MFU and tokens/s/chip each implies."""
+    HBM and ICI time, with the MFU and tokens/s/chip each implies; and "calibrated": the
+    compute time scaled and charged for non-matmul HBM traffic as fitted to MaxText's
+    published runs (`MATMUL_TIME_FACTOR`, `activation_bytes_per_chip`), overlapping the rest."""
     chip = topology.chip
     t_compute = flops_per_chip / chip.peak_bf16_flops
     t_hbm = hbm_bytes_per_chip / chip.hbm_bandwidth
     # a collective that spans the slice can use every ICI link of the chip: half the
     # bidirectional figure each way (best case)
     t_ici = collective_bytes_per_chip / (chip.ici_bandwidth / 2)
-    out = {"compute_s": t_compute, "hbm_s": t_hbm, "ici_s": t_ici}
-    for label, t in (("overlap", max(t_compute, t_hbm, t_ici)), ("serial", t_compute + t_hbm + t_ici)):
+    t_calibrated = MATMUL_TIME_FACTOR * t_compute + activation_bytes_per_chip / chip.hbm_bandwidth
+    out = {"compute_s": t_compute, "hbm_s": t_hbm, "ici_s": t_ici, "compute_calibrated_s": t_calibrated}
+    for label, t in (("overlap", max(t_compute, t_hbm, t_ici)), ("serial", t_compute + t_hbm + t_ici),
+                     ("calibrated", max(t_calibrated, t_hbm, t_ici))):
         out[f"step_s_{label}"] = t
         out[f"mfu_{label}"] = useful_flops_global / (topology.chips * chip.peak_bf16_flops * t) if t else 0.0
         out[f"tokens_per_s_per_chip_{label}"] = policy_tokens / (t * topology.chips) if t else 0.0

@@ -64,6 +64,9 @@ def format_plan(r: dict) -> str:
         f"  MFU        {_pct(roof['mfu_overlap'])} .. {_pct(roof['mfu_serial'])}  [estimate; bound by {roof['bound']}]",
         f"  tokens/s/chip {roof['tokens_per_s_per_chip_overlap']:,.0f} .. "
         f"{roof['tokens_per_s_per_chip_serial']:,.0f}  [estimate]",
+        f"  calibrated {_pct(roof['mfu_calibrated'])} MFU, {roof['step_s_calibrated']:.3f} s, "
+        f"{roof['tokens_per_s_per_chip_calibrated']:,.0f} tokens/s/chip  [fitted to MaxText's published MFU "
+        "on v5e/v5p/v6e, within 9 points there; docs/plan.md]",
         "",
         f"verdict: {'FITS' if r['fits'] else 'DOES NOT FIT'} - estimated peak {mem['peak_estimate'] / GIB:.2f} GiB "
         f"of {topo['hbm_bytes'] / GIB:.0f} GiB HBM per chip ({_pct(r['hbm_fraction'])}; XLA:CPU temporaries "
