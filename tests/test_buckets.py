@@ -24,6 +24,7 @@ import pytest
 from synthflaw_jax import convert
 from synthflaw_jax.cli import main
 from tests.test_faults import _kill_on_call, _killed
+from tests.helpers import write_tiny_hf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "tiny.py")
@@ -66,14 +67,7 @@ def _hidden(bucket) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory):
-    from synthflaw_jax.data.tokenizer import tiny_tokenizer, tiny_tokenizer_dir
-    from synthflaw_jax.models import llama, presets
-
-    root = tmp_path_factory.mktemp("bucket_hf")
-    cfg = presets.tiny(vocab_size=len(tiny_tokenizer()))
-    convert.save_hf(llama.init_params(cfg, jax.random.key(3)), cfg, root / "hf",
-                    assets_from=tiny_tokenizer_dir(), progress=False)
-    return root / "hf"
+    return write_tiny_hf(tmp_path_factory.mktemp("bucket_hf"), seed=3)
 
 
 def test_convert_from_and_to_the_bucket(gcs_bucket, tiny_hf, tmp_path):

@@ -24,6 +24,7 @@ import pytest
 
 from synthflaw_jax import convert
 from synthflaw_jax.cli import main
+from tests.helpers import write_tiny_hf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "tiny.py")
@@ -147,14 +148,7 @@ def _params(workdir):
 
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory):
-    from synthflaw_jax.data.tokenizer import tiny_tokenizer, tiny_tokenizer_dir
-    from synthflaw_jax.models import llama, presets
-
-    root = tmp_path_factory.mktemp("faults_hf")
-    cfg = presets.tiny(vocab_size=len(tiny_tokenizer()))
-    convert.save_hf(llama.init_params(cfg, jax.random.key(1)), cfg, root / "hf",
-                    assets_from=tiny_tokenizer_dir(), progress=False)
-    return root / "hf"
+    return write_tiny_hf(tmp_path_factory.mktemp("faults_hf"), seed=1)
 
 
 def test_convert_survives_a_kill_and_a_full_disk(tiny_hf, tmp_path):
