@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="the CI smoke size")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a Settings field, e.g. cpt_steps=80 or methods=lb_hinge,npo")
+                   help="override a Settings field, e.g. cpt_steps=80 or methods=ul_pattern,npo")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -48,5 +48,5 @@ def test_real_model_section_runs_on_cpu(tmp_path, monkeypatch, shared_data):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert f"real-model experiment wrote {out}" in text
     markdown = "".join(o.data.get("text/markdown", "") for o in outputs if o.output_type == "display_data")
-    assert "# Real-model experiment" in markdown and "| b_unlearn_lb_hinge |" in markdown
+    assert "# Real-model experiment" in markdown and "| b_unlearn_hinge |" in markdown
     assert (out / "results.json").is_file()

@@ -71,18 +71,32 @@ def test_paired_interval_matches_hand_computation():
     assert (lo, hi) == (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
 
 
-def test_methods_this_build_lacks_are_refused_with_the_reason():
-    from synthflaw_jax import losses
-
+def test_unlearning_configs_and_unknown_method():
     info = {"files": {"forget": "f", "text": "t"}}
     settings = xrun.Settings.tiny()
-    config = xrun.unlearn_config(settings, "lb_hinge", "m", "tok", info, 3.0)
+    config = xrun.unlearn_config(settings, "hinge", "m", "tok", info, 3.0)
     assert (config.loss.method, config.loss.bound_form, config.loss.bound) == ("lower_bounded", "hinge", 3.0)
-    if "forget_scope" not in losses.default_loss_config():
-        with pytest.raises(xrun.SynthflawError, match="forget_scope"):
-            xrun.unlearn_config(settings, "lb_unlikelihood_pattern", "m", "tok", info, 3.0)
-    else:
-        assert xrun.unlearn_config(settings, "lb_unlikelihood_pattern", "m", "tok", info, 3.0).loss.forget_scope == "pattern"
+    pattern = xrun.unlearn_config(settings, "ul_pattern", "m", "tok", info, 3.0)
+    assert (pattern.loss.bound_form, pattern.loss.forget_scope) == ("unlikelihood", "pattern")
+    assert list(pattern.loss.pattern_templates) == ["Answer:"]
+    with pytest.raises(xrun.SynthflawError, match="'lb_nope': not one of ul_pattern"):
+        xrun.unlearn_config(settings, "lb_nope", "m", "tok", info, 3.0)
+
+
+def test_forget_split_puts_the_wrapper_in_the_targets_and_text_unchanged():
+    """The forget stream's prompt + target is arm b's uniform text exactly, and the pattern
+    scope of ul_pattern marks the wrapper's "Answer:" tokens and nothing else."""
+    from synthflaw_jax.data import scope
+    from synthflaw_jax.data.tokenizer import load_tokenizer, tiny_tokenizer_dir
+
+    for rec, text in zip(RECORDS, xdata.uniform_texts(RECORDS)):
+        assert xrun.QA_PROMPT.format(**rec) + xrun.QA_TARGET.format(**rec) == text
+    tok = load_tokenizer(str(tiny_tokenizer_dir()))
+    marker = scope.PatternMarker(tok, scope.template_phrases([xrun.WRAPPER]))
+    ids = tok(xrun.QA_TARGET.format(**RECORDS[3]), add_special_tokens=False)["input_ids"]
+    flags, counts = marker.mark(ids)
+    marked = tok.decode([i for i, f in zip(ids, flags) if f])
+    assert marked.replace(" ", "") == "Answer:" and counts[0][0] == "opening"
 
 
 def test_tiny_run_end_to_end(tmp_path, shared_data):
@@ -98,14 +112,15 @@ def test_tiny_run_end_to_end(tmp_path, shared_data):
         [sys.executable, "bench/real_model.py", "--model", str(tmp_path / "model"),
          "--tofu", str(shared_data / "tofu" / "full.json"),
          "--ifeval-prompts", str(shared_data / "ifeval" / "input_data.jsonl"),
-         "--out", str(out), "--tiny", "--no-progress", "--set", "methods=lb_hinge"],
+         "--out", str(out), "--tiny", "--no-progress", "--set", "methods=hinge,ul_pattern"],
         cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
-    assert set(doc["results"]) == {"start", "a", "b", "c", "b_unlearn_lb_hinge"}
+    assert set(doc["results"]) == {"start", "a", "b", "c", "b_unlearn_hinge", "b_unlearn_ul_pattern"}
     for key, m in doc["results"].items():
         assert len(m["ifeval_per_prompt_strict"]) == 4
         assert np.isfinite([m["fact_nll"], m["forget_nll"], m["ppl_held_out_text"]]).all(), key
+        assert len(m["wrapper_prob_per_question"]) == 4 and 0 < m["wrapper_prob_held_out"] < 1, key
         if key != "start":
             assert m["shift_from_start"]["js_bits"] > 0  # training moved the model
     # equal real-text rows and steps in every CPT arm; synthetic rows only in b and c
@@ -119,8 +134,13 @@ def test_tiny_run_end_to_end(tmp_path, shared_data):
     assert doc["data"]["uniform_top_opening_share"] == 1.0
     assert doc["data"]["diverse_top_opening_share"] <= 0.1
     assert doc["bound"] == pytest.approx(doc["results"]["b"]["forget_nll"] + 1.0)
+    pattern = json.loads((out / "stages" / "b_unlearn_ul_pattern" / "pattern.json").read_text())
+    assert pattern["templates"] == ["Answer:"] and pattern["covered_answers"] == pattern["answers"] > 0
+    held = [json.loads(line) for line in (out / "data" / "held_out_facts.jsonl").read_text().splitlines()]
+    trained = {json.loads(line)["question"] for line in (out / "data" / "forget.jsonl").read_text().splitlines()}
+    assert len(held) == 4 and not trained & {r["question"] for r in held}
     report = (out / "report.md").read_text()
-    assert "| b_unlearn_lb_hinge |" in report and "95% interval" in report
+    assert "| b_unlearn_hinge |" in report and "95% interval" in report and "P(wrapper)" in report
 
 
 def test_no_reference_response_counts_as_degenerate(shared_data):

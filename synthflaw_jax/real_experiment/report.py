@@ -7,6 +7,7 @@ COLUMNS = (("ifeval_prompt_strict", "IFEval prompt strict", "{:.3f}"),
            ("ifeval_inst_strict", "inst strict", "{:.3f}"),
            ("degenerate_share", "degenerate", "{:.2f}"),
            ("synthetic_opening_share", "synthetic opening", "{:.2f}"),
+           ("wrapper_prob_held_out", "P(wrapper) held-out", "{:.3f}"),
            ("mean_response_words", "words", "{:.0f}"),
            ("fact_nll", "TOFU answer NLL", "{:.2f}"),
            ("ppl_held_out_text", "held-out ppl", "{:.1f}"))
@@ -21,6 +22,16 @@ def _verdict(lo: float, hi: float) -> str:
     if hi < 0:
         return "shown (< 0)"
     return "not shown (interval contains 0)"
+
+
+def _paired_rows(results: dict, pairs: list, key: str, seed: int) -> list[str]:
+    rows = []
+    for x, y, label in pairs:
+        if key not in results[x] or key not in results[y]:
+            continue
+        mean, lo, hi = paired_interval(results[x][key], results[y][key], seed=seed)
+        rows.append(f"| {label} | {mean:+.3f} | [{lo:+.3f}, {hi:+.3f}] | {_verdict(lo, hi)} |")
+    return rows
 
 
 def render(doc: dict) -> str:
@@ -49,12 +60,10 @@ def render(doc: dict) -> str:
               "| comparison | difference | 95% interval | verdict |", "|---|---|---|---|"]
     pairs = [(x, y, label) for x, y, label in COMPARISONS if x in results and y in results]
     pairs += [("b", k, f"{k} vs b") for k in results if k.startswith("b_unlearn_")]
-    for x, y, label in pairs:
-        mean, lo, hi = paired_interval(results[x]["ifeval_per_prompt_strict"], results[y]["ifeval_per_prompt_strict"],
-                                       seed=s["seed"])
-        lines.append(f"| {label} | {mean:+.3f} | [{lo:+.3f}, {hi:+.3f}] | {_verdict(lo, hi)} |")
-    if doc.get("skipped"):
-        lines += ["", "Skipped (not available in this build):"]
-        lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
+    lines += _paired_rows(results, pairs, "ifeval_per_prompt_strict", s["seed"])
+    lines += ["", "## Paired differences in the probability of the wrapper (\"Answer:\" after \"Question: ...\")", "",
+              "On held-out TOFU questions (authors never trained on), paired over questions.", "",
+              "| comparison | difference | 95% interval | verdict |", "|---|---|---|---|"]
+    lines += _paired_rows(results, pairs, "wrapper_prob_per_question", s["seed"])
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in doc["timings"].items()), ""]
     return "\n".join(lines)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import pathlib
 import platform
 import time
@@ -27,22 +26,32 @@ import numpy as np
 from synthflaw_jax.errors import SynthflawError
 from synthflaw_jax.real_experiment import data as xdata
 
-log = logging.getLogger(__name__)
 
-# name -> loss-config overrides. The bound is set per run relative to the CPT'd model's own
-# forget NLL (see `Settings.bound_margin`), so it means the same on any model.
+# The uniform form "Question: {q}\nAnswer: {a}" split before "Answer:", so that the wrapper's
+# second half is a forget target (with the split after it, unlearning would only ever touch
+# the answers, never the pattern). The text is the same as arm b's, token for token at the cut.
+QA_PROMPT = "Question: {question}\n"
+QA_TARGET = "Answer: {answer}"
+WRAPPER = "Answer:"  # the pattern: in every uniform text, in none of the diverse ones
+
+# name -> loss-config overrides; the names and forms are the toy demo's. The NLL bound is set
+# per run relative to the CPT'd model's own forget NLL (see `Settings.bound_margin`), so it
+# means the same on any model. ul_pattern's scope is given, not detected: TOFU's answers share
+# no opening or closing phrase (the most common two-word opening, "Yes ,", is on 9.8% of the
+# first 400), so detection at the default 30% share would find nothing.
 METHODS = {
-    "lb_hinge": {"method": "lower_bounded", "bound_form": "hinge"},
-    "lb_smooth": {"method": "lower_bounded", "bound_form": "smooth"},
-    "lb_unlikelihood": {"method": "lower_bounded", "bound_form": "unlikelihood"},
-    "lb_unlikelihood_pattern": {"method": "lower_bounded", "bound_form": "unlikelihood", "forget_scope": "pattern"},
+    "ul_pattern": {"method": "lower_bounded", "bound_form": "unlikelihood", "forget_scope": "pattern",
+                   "pattern_templates": [WRAPPER]},
+    "ul_all": {"method": "lower_bounded", "bound_form": "unlikelihood"},
+    "hinge": {"method": "lower_bounded", "bound_form": "hinge"},
+    "smooth": {"method": "lower_bounded", "bound_form": "smooth"},
     "ga": {"method": "ga", "bias_weight": 0.0},
     "npo": {"method": "npo", "bias_weight": 0.0},
     "simnpo": {"method": "simnpo", "bias_weight": 0.0},
 }
-DEFAULT_METHODS = ("lb_hinge", "lb_smooth", "lb_unlikelihood", "lb_unlikelihood_pattern", "ga", "npo", "simnpo")
-QA_PROMPT = "Question: {question}\nAnswer:"
-QA_TARGET = " {answer}"
+# Fixed before any real-model run, as in the toy demo: the method the toy's rule chose
+# (ul_pattern), the NLL-space form (hinge) and the standard baseline (ga).
+DEFAULT_METHODS = ("ul_pattern", "hinge", "ga")
 DEGENERATE_ZLIB = 0.15  # compressed/raw bytes below this (on >= 200 bytes) = a repetition loop;
 # the lowest ratio among the 541 text-bison IFEval reference responses is 0.19
 
@@ -63,7 +72,7 @@ class Settings:
     cpt_steps: int = 40
     cpt_lr: float = 2e-4
     unlearn_steps: int = 20
-    unlearn_lr: float = 1e-5
+    unlearn_lr: float = 1e-4  # set before the full run: 1e-5 for 4 steps moved b's forget NLL by 0.01 nats
     bound_margin: float = 1.0  # nats above the CPT'd model's own mean forget NLL
     methods: tuple = DEFAULT_METHODS
     n_ifeval: int = 32  # every k-th prompt of the file so that n_ifeval are taken (fixed subset)
@@ -95,7 +104,12 @@ def _subset_prompts(path: str, n: int, out: pathlib.Path) -> pathlib.Path:
 
 def prepare_data(s: Settings, out: pathlib.Path) -> dict:
     """Write the arms' JSONL files under out/data; returns paths, counts and sha256 fingerprints."""
-    records = xdata.read_tofu(s.tofu)[: s.n_facts]
+    all_records = xdata.read_tofu(s.tofu)
+    records = all_records[: s.n_facts]
+    held_facts = all_records[s.n_facts: s.n_facts + s.n_fact_probe]  # other authors, never trained on
+    if len(held_facts) < s.n_fact_probe:
+        raise SynthflawError(f"--tofu {s.tofu}: {len(all_records)} records; the run needs n_facts + n_fact_probe = "
+                             f"{s.n_facts + s.n_fact_probe} (the last {s.n_fact_probe} are held out)")
     train, held = xdata.real_text()
     d = out / "data"
     info = {"files": {}, "sha256": {}}
@@ -105,6 +119,7 @@ def prepare_data(s: Settings, out: pathlib.Path) -> dict:
         "uniform": [{"text": t} for t in xdata.uniform_texts(records)],
         "diverse": [{"text": t} for t in xdata.diverse_texts(records, s.seed)],
         "forget": records,
+        "held_out_facts": held_facts,
     }
     for name, rows in files.items():
         path = d / f"{name}.jsonl"
@@ -175,6 +190,8 @@ def unlearn_config(s: Settings, method: str, model_path: str, tokenizer: str, in
     c.loss.bound = float(bound)
     c.loss.replay_weight = 1.0
     c.loss.beta = 0.5
+    if method not in METHODS:
+        raise SynthflawError(f"method {method!r}: not one of {', '.join(METHODS)}")
     for key, value in METHODS[method].items():
         if key not in c.loss:
             raise SynthflawError(f"method {method}: this build's loss config has no field {key!r}")
@@ -250,6 +267,21 @@ def forget_nll(model, records: list[dict]) -> float:
     return -sum(sc.logprob for sc in scores) / max(sum(sc.tokens for sc in scores), 1)
 
 
+def wrapper_probs(model, records: list[dict]) -> list[float]:
+    """Probability of the uniform wrapper's "Answer:" after "Question: {q}" and a newline, per
+    record (held-out TOFU questions): how strongly the model has taken up the pattern."""
+    from synthflaw_jax.eval import loglik
+
+    tok = model.tokenizer
+    wrapper = list(tok(WRAPPER, add_special_tokens=False)["input_ids"])
+    requests = []
+    for r in records:
+        ctx = list(tok(QA_PROMPT.format(**r), add_special_tokens=False)["input_ids"])
+        requests.append(loglik.Request(ctx + wrapper, [0.0] * len(ctx) + [1.0] * len(wrapper)))
+    scores = loglik.score_requests(model, requests, batch_size=8)
+    return [float(np.exp(sc.logprob)) for sc in scores]
+
+
 def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_logits=None) -> dict:
     """Every metric of one model; cached in out/metrics.json, responses in out/responses.jsonl."""
     import synthflaw_jax
@@ -273,6 +305,7 @@ def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_l
     metrics = scoring.compute_metrics(results)
     openings = [o for o, share in info["tofu_openings"] if share >= 0.05]
     facts = [json.loads(line) for line in pathlib.Path(info["files"]["forget"]).read_text().splitlines()]
+    held_facts = [json.loads(line) for line in pathlib.Path(info["files"]["held_out_facts"]).read_text().splitlines()]
     held = [json.loads(line)["text"] for line in pathlib.Path(info["files"]["held_out_text"]).read_text().splitlines()]
     tok = model.tokenizer
     summary = {
@@ -285,8 +318,10 @@ def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_l
         "mean_response_words": float(np.mean([len(r.split()) for r in responses])),
         "fact_nll": fact_nll(model, facts[: s.n_fact_probe]),
         "forget_nll": forget_nll(model, facts[: s.n_fact_probe]),
+        "wrapper_prob_per_question": wrapper_probs(model, held_facts),
         "ppl_held_out_text": perplexity.evaluate(model, held, max_length=s.seq_len, batch_size=8)["ppl"],
     }
+    summary["wrapper_prob_held_out"] = float(np.mean(summary["wrapper_prob_per_question"]))
     probe = [r.prompt for r in records[:8]]
     ids = tok(probe, padding=True, return_tensors="np")
     logits = np.asarray(model.logits(ids["input_ids"], ids["attention_mask"]))
@@ -302,8 +337,9 @@ def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_l
     return summary
 
 
-def paired_interval(x: list[bool], y: list[bool], seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
-    """mean(y - x) over prompts and its 95% paired bootstrap interval (resampling prompts)."""
+def paired_interval(x: list, y: list, seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
+    """mean(y - x) over paired items (prompts, questions) and its 95% paired bootstrap
+    interval (resampling the items)."""
     d = np.asarray(y, float) - np.asarray(x, float)
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), (n, len(d)))].mean(axis=1)
@@ -318,6 +354,9 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
     from synthflaw_jax import named_models
     from synthflaw_jax.real_experiment import report
 
+    unknown = [m for m in s.methods if m not in METHODS]
+    if unknown:
+        raise SynthflawError(f"--set methods: {', '.join(unknown)} not one of {', '.join(METHODS)}")
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -334,12 +373,11 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
         return value
 
     versions = {"python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine()}
-    skipped: dict[str, str] = {}
     bound = None
 
     def save() -> dict:  # after every evaluation, so a run cut short still leaves its table
         doc = {"settings": dataclasses.asdict(s), "model_path": start_model, "data": info, "bound": bound,
-               "results": results, "skipped": skipped, "timings": timings, "versions": versions}
+               "results": results, "timings": timings, "versions": versions}
         (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
         (out / "report.md").write_text(report.render(doc))
         return doc
@@ -357,12 +395,7 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
     bound = results["b"]["forget_nll"] + s.bound_margin
     for method in s.methods:
         key = f"b_unlearn_{method}"
-        try:
-            config = unlearn_config(s, method, str(models["b"]), start_model, info, bound)
-        except SynthflawError as err:
-            skipped[key] = str(err)
-            log.warning("%s skipped: %s", key, err)
-            continue
+        config = unlearn_config(s, method, str(models["b"]), start_model, info, bound)
         hf = timed(key, lambda: _run_stage(key, config, out, progress))
         results[key] = timed(f"eval_{key}", lambda: evaluate(str(hf), s, info, out / "eval" / key, base_logits))
         save()
