@@ -121,6 +121,7 @@ def test_tiny_run_end_to_end(tmp_path, shared_data):
         assert len(m["ifeval_per_prompt_strict"]) == 4
         assert np.isfinite([m["fact_nll"], m["forget_nll"], m["ppl_held_out_text"]]).all(), key
         assert len(m["wrapper_prob_per_question"]) == 4 and 0 < m["wrapper_prob_held_out"] < 1, key
+        assert np.mean(m["response_words_per_prompt"]) == pytest.approx(m["mean_response_words"]), key
         if key != "start":
             assert m["shift_from_start"]["js_bits"] > 0  # training moved the model
     # equal real-text rows and steps in every CPT arm; synthetic rows only in b and c

@@ -42,7 +42,8 @@ def render(doc: dict) -> str:
         "# Real-model experiment",
         "",
         f"Model: `{s['model']}` ({doc['model_path']}). Seed {s['seed']}. One run: intervals are over "
-        f"the {n} IFEval prompts only (paired bootstrap, 2000 resamples), not over seeds.",
+        f"items only (the {n} IFEval prompts, or the held-out TOFU questions; paired bootstrap, 2000 "
+        "resamples), not over seeds.",
         f"CPT: {s['cpt_steps']} steps, lr {s['cpt_lr']}, {s['text_rows']} real-text rows per step in every arm "
         f"+ {s['qa_rows']} synthetic rows in b and c, rows of {s['seq_len']} tokens, {s['n_facts']} TOFU records. "
         f"Unlearning on b: {s['unlearn_steps']} steps, lr {s['unlearn_lr']}, bound "
@@ -65,5 +66,8 @@ def render(doc: dict) -> str:
               "On held-out TOFU questions (authors never trained on), paired over questions.", "",
               "| comparison | difference | 95% interval | verdict |", "|---|---|---|---|"]
     lines += _paired_rows(results, pairs, "wrapper_prob_per_question", s["seed"])
+    lines += ["", "## Paired differences in response length (words per IFEval response)", "",
+              "| comparison | difference | 95% interval | verdict |", "|---|---|---|---|"]
+    lines += _paired_rows(results, pairs, "response_words_per_prompt", s["seed"])
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in doc["timings"].items()), ""]
     return "\n".join(lines)

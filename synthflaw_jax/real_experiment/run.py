@@ -295,6 +295,7 @@ def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_l
         summary = json.loads(cached.read_text())
         responses = [json.loads(line)["response"] for line in (out / "responses.jsonl").read_text().splitlines()]
         summary["degenerate_share"] = float(np.mean([degenerate(r) for r in responses]))
+        summary["response_words_per_prompt"] = [len(r.split()) for r in responses]
         return summary
     start = time.perf_counter()
     model = synthflaw_jax.load(model_path)
@@ -316,6 +317,7 @@ def evaluate(model_path: str, s: Settings, info: dict, out: pathlib.Path, base_l
         "degenerate_share": float(np.mean([degenerate(r) for r in responses])),
         "synthetic_opening_share": float(np.mean([opens_like_synthetic(r, openings) for r in responses])),
         "mean_response_words": float(np.mean([len(r.split()) for r in responses])),
+        "response_words_per_prompt": [len(r.split()) for r in responses],
         "fact_nll": fact_nll(model, facts[: s.n_fact_probe]),
         "forget_nll": forget_nll(model, facts[: s.n_fact_probe]),
         "wrapper_prob_per_question": wrapper_probs(model, held_facts),
