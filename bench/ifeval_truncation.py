@@ -22,6 +22,7 @@ import pathlib
 import sys
 
 import numpy as np
+from scipy import stats
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -98,10 +99,19 @@ def main(argv=None) -> int:
         scale = len(cut) / denom
         short_score = values.sum() / denom
         means = change[boot].mean(axis=1)
-        report[key] = {"short": short_score, "sample_changed_prompts": int(np.count_nonzero(change)),
+        changed = int(np.count_nonzero(change))
+        # The bootstrap cannot see changes the sample happened to miss (0 changed -> a point):
+        # the exact binomial bound on the share of cut prompts whose score changes says how much
+        # it could have missed, as the most that share could move the score either way.
+        share_hi = float(stats.beta.ppf(0.975, changed + 1, len(sample) - changed)) if changed < len(sample) else 1.0
+        largest = float(np.max(np.abs(change))) if changed else (1.0 if key.startswith("prompt") else
+                                                                  max(len(records[i].instruction_id_list) for i in cut))
+        report[key] = {"short": short_score, "sample_changed_prompts": changed,
                        "estimate_long": short_score + scale * change.mean(),
                        "interval_95": [short_score + scale * float(np.percentile(means, 2.5)),
-                                       short_score + scale * float(np.percentile(means, 97.5))]}
+                                       short_score + scale * float(np.percentile(means, 97.5))],
+                       "changed_share_upper_95": share_hi,
+                       "max_shift_upper_95": scale * share_hi * largest}
     text = json.dumps(report, indent=2)
     (out / "estimate.json").write_text(text + "\n")
     print(text)

@@ -108,14 +108,20 @@ def test_tiny_run_end_to_end(tmp_path, shared_data):
     model = random_model(presets.tiny(), seed=0)
     convert.save_hf(model.params, model.config, tmp_path / "model", assets_from=tiny_tokenizer_dir(), progress=False)
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "bench/real_model.py", "--model", str(tmp_path / "model"),
-         "--tofu", str(shared_data / "tofu" / "full.json"),
-         "--ifeval-prompts", str(shared_data / "ifeval" / "input_data.jsonl"),
-         "--out", str(out), "--tiny", "--no-progress", "--set", "methods=hinge,ul_pattern"],
-        cwd=REPO_ROOT, capture_output=True, text=True)
+    command = [sys.executable, "bench/real_model.py", "--model", str(tmp_path / "model"),
+               "--tofu", str(shared_data / "tofu" / "full.json"),
+               "--ifeval-prompts", str(shared_data / "ifeval" / "input_data.jsonl"),
+               "--out", str(out), "--tiny", "--no-progress", "--set", "methods=hinge,ul_pattern"]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
+    # a rerun on the same --out trains nothing again, reports the same, keeps the stage timings
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "results.json").read_text())
+    assert again["results"] == doc["results"]
+    assert all(again["timings"][k] >= v for k, v in doc["timings"].items() if k != "resolve_model")
+    assert again["timings"]["cpt_b"] < doc["timings"]["cpt_b"] + 5
     assert set(doc["results"]) == {"start", "a", "b", "c", "b_unlearn_hinge", "b_unlearn_ul_pattern"}
     for key, m in doc["results"].items():
         assert len(m["ifeval_per_prompt_strict"]) == 4

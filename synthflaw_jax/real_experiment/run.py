@@ -361,7 +361,10 @@ def run(s: Settings, out: str | pathlib.Path, progress: bool = True) -> dict:
         raise SynthflawError(f"--set methods: {', '.join(unknown)} not one of {', '.join(METHODS)}")
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    previous = out / "results.json"
+    # seconds per stage summed over invocations: a resumed run adds its remaining work, and a
+    # rerun over finished stages (cached) keeps the first run's figures
+    timings: dict[str, float] = json.loads(previous.read_text()).get("timings", {}) if previous.exists() else {}
     t0 = time.perf_counter()
     start_model = named_models.resolve(s.model, progress=progress)
     timings["resolve_model"] = time.perf_counter() - t0
