@@ -5,11 +5,12 @@ per step (so the same real-text tokens):
   a  continued pre-training (CPT) on real text only
   b  CPT on real text + TOFU in one uniform Q-A form (extra rows per step)
   c  CPT on real text + the same TOFU records in diverse Q-A forms (same extra rows)
-then unlearning on b (forget = the TOFU Q-A, replay = real text), one run per method, and
-direct evaluation of every model (it is already instruction-tuned: no SFT stage):
-IFEval on a fixed prompt subset, the share of degenerate outputs, the share of answers that
-open like the synthetic data, the facts (TOFU answer NLL), held-out real-text perplexity,
-and the output shift from the starting model. Every stage is one `synthflaw_jax.unlearn.run`
+then unlearning on b (forget = b's uniform texts, targets from the wrapper's "Answer:" on;
+replay = real text), one run per method, and direct evaluation of every model (it is
+already instruction-tuned: no SFT stage): IFEval on a fixed prompt subset, response length,
+the share of degenerate outputs, the share of answers that open like the synthetic data,
+the probability of the wrapper on held-out TOFU questions, the facts (TOFU answer NLL),
+held-out real-text perplexity, and the output shift from the starting model. Every stage is one `synthflaw_jax.unlearn.run`
 (resumable); every evaluation is cached, so a rerun on the same `out` continues.
 """
 from __future__ import annotations
