@@ -133,6 +133,13 @@ def pytorch(hf: pathlib.Path, data: pathlib.Path, steps: int) -> dict:
             "step_seconds_median": statistics.median(steady)}
 
 
+def _cpu_name() -> str:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=60)
@@ -145,7 +152,7 @@ def main(argv=None) -> int:
         mine = ours(hf, data, root / "run", a.steps, a.log_every)
         theirs = pytorch(hf, data, a.steps)
     result = {"ours": mine, "pytorch": theirs, "ratio": mine["tokens_per_s"] / theirs["tokens_per_s"],
-              "steps": a.steps, "batch": BATCH, "seq_len": SEQ, "cpu": platform.processor() or platform.machine(),
+              "steps": a.steps, "batch": BATCH, "seq_len": SEQ, "cpu": _cpu_name(),
               "cpu_count": os.cpu_count()}
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
