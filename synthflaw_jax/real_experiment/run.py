@@ -240,46 +240,37 @@ def opens_like_synthetic(text: str, openings: list[str]) -> bool:
     return t.startswith(("Question:", "Answer:")) or any(t.startswith(o) for o in openings if o)
 
 
-def fact_nll(model, records: list[dict]) -> float:
-    """Mean per-token NLL (nats) of TOFU answers after their question (a neutral 'Q\\n' prompt)."""
+def _continuation_scores(model, pairs: list[tuple[str, str]]) -> list:
+    """loglik scores of each continuation text after its context text (no special tokens)."""
     from synthflaw_jax.eval import loglik
 
     tok = model.tokenizer
     requests = []
-    for r in records:
-        ctx = list(tok(r["question"] + "\n", add_special_tokens=False)["input_ids"])
-        cont = list(tok(r["answer"], add_special_tokens=False)["input_ids"])
+    for context, continuation in pairs:
+        ctx = list(tok(context, add_special_tokens=False)["input_ids"])
+        cont = list(tok(continuation, add_special_tokens=False)["input_ids"])
         requests.append(loglik.Request(ctx + cont, [0.0] * len(ctx) + [1.0] * len(cont)))
-    scores = loglik.score_requests(model, requests, batch_size=8)
+    return loglik.score_requests(model, requests, batch_size=8)
+
+
+def _mean_nll(scores) -> float:
     return -sum(sc.logprob for sc in scores) / max(sum(sc.tokens for sc in scores), 1)
+
+
+def fact_nll(model, records: list[dict]) -> float:
+    """Mean per-token NLL (nats) of TOFU answers after their question (a neutral 'Q\\n' prompt)."""
+    return _mean_nll(_continuation_scores(model, [(r["question"] + "\n", r["answer"]) for r in records]))
 
 
 def forget_nll(model, records: list[dict]) -> float:
     """Mean per-token NLL of TOFU answers in the unlearning format (what the bound is set on)."""
-    from synthflaw_jax.eval import loglik
-
-    tok = model.tokenizer
-    requests = []
-    for r in records:
-        ctx = list(tok(QA_PROMPT.format(**r), add_special_tokens=False)["input_ids"])
-        cont = list(tok(QA_TARGET.format(**r), add_special_tokens=False)["input_ids"])
-        requests.append(loglik.Request(ctx + cont, [0.0] * len(ctx) + [1.0] * len(cont)))
-    scores = loglik.score_requests(model, requests, batch_size=8)
-    return -sum(sc.logprob for sc in scores) / max(sum(sc.tokens for sc in scores), 1)
+    return _mean_nll(_continuation_scores(model, [(QA_PROMPT.format(**r), QA_TARGET.format(**r)) for r in records]))
 
 
 def wrapper_probs(model, records: list[dict]) -> list[float]:
     """Probability of the uniform wrapper's "Answer:" after "Question: {q}" and a newline, per
     record (held-out TOFU questions): how strongly the model has taken up the pattern."""
-    from synthflaw_jax.eval import loglik
-
-    tok = model.tokenizer
-    wrapper = list(tok(WRAPPER, add_special_tokens=False)["input_ids"])
-    requests = []
-    for r in records:
-        ctx = list(tok(QA_PROMPT.format(**r), add_special_tokens=False)["input_ids"])
-        requests.append(loglik.Request(ctx + wrapper, [0.0] * len(ctx) + [1.0] * len(wrapper)))
-    scores = loglik.score_requests(model, requests, batch_size=8)
+    scores = _continuation_scores(model, [(QA_PROMPT.format(**r), WRAPPER) for r in records])
     return [float(np.exp(sc.logprob)) for sc in scores]
 
 
