@@ -2,12 +2,13 @@
 
     python bench/generate.py [--batch 8] [--prompt-len 32] [--new-tokens 128] [--hidden 128 --layers 4]
     python bench/generate.py --smollm2 --batch 16 --prompt-len 100 --new-tokens 512 --no-baseline
+    JAX_PLATFORMS=cuda python bench/generate.py   # both sides on the GPU (bench/devices.py)
 
 `--smollm2` is SmolLM2-135M's shape (30 layers, hidden 576, 9 heads / 3 KV heads, MLP 1536,
 vocab 49152, tied embeddings) with random weights; `--no-baseline` times ours only.
 
-Baseline: `transformers.AutoModelForCausalLM.generate(do_sample=False)` (PyTorch, CPU, its
-default attention, all cores) on the same weights, the same left-padded batch, no stop token.
+Baseline: `transformers.AutoModelForCausalLM.generate(do_sample=False)` (PyTorch on the same
+kind of device as ours, its default attention, all cores on a CPU) on the same weights, the same left-padded batch, no stop token.
 Measured, each the median of --repeats timed runs after one warm-up (our compile excluded):
   ours_tok_s   new tokens per second of `generate_ids` (prefill + decode loop in one jit)
   hf_tok_s     the same for transformers
@@ -21,7 +22,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +31,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def _timed(fn, repeats):
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
+    import devices
     import synthflaw_jax
     from synthflaw_jax import convert
     from synthflaw_jax.models import generate as gen
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = convert.save_hf(loading.random_model(cfg, seed=0).params, cfg, pathlib.Path(tmp) / "hf", progress=False)
         ours_model = synthflaw_jax.load(path)
-        hf = None if args.no_baseline else transformers.AutoModelForCausalLM.from_pretrained(str(path)).eval()
+        device = devices.torch_device()
+        hf = None if args.no_baseline else transformers.AutoModelForCausalLM.from_pretrained(str(path)).to(device).eval()
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(args.prompt_len // 2, args.prompt_len + 1, args.batch)
@@ -87,10 +90,11 @@ def main(argv=None) -> int:
 
     def theirs():
         with torch.inference_mode():
-            out = hf.generate(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+            out = hf.generate(input_ids=torch.tensor(ids, dtype=torch.long, device=device),
+                              attention_mask=torch.tensor(mask, device=device),
                               do_sample=False, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                               pad_token_id=0, eos_token_id=None)
-        return out[:, ids.shape[1]:].numpy()
+        return out[:, ids.shape[1]:].cpu().numpy()
 
     t_ours, tok_ours = _timed(ours, args.repeats)
     new = args.batch * args.new_tokens
@@ -99,8 +103,9 @@ def main(argv=None) -> int:
                   "params": loading.llama.param_count(ours_model.params)},
         "batch": args.batch, "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
         "ours_s": t_ours, "ours_tok_s": new / t_ours,
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)", "torch_threads": torch.get_num_threads(),
+        "machine": devices.describe(), "torch_threads": torch.get_num_threads(),
     }
+    print(f"ran on {result['machine']}")
     print(f"model {result['model']}; batch {args.batch} x prompt <= {args.prompt_len} + {args.new_tokens} new tokens")
     print(f"ours          {result['ours_tok_s']:9.1f} tok/s ({t_ours:.3f} s)")
     if not args.no_baseline:

@@ -1,10 +1,12 @@
 """Train-step benchmark: our jitted unlearning step vs the same model in PyTorch, on this CPU.
 
     python bench/train_step.py [--rounds 9] [--quiet-wait 30] [--variants nll,full]
-                               [--skip-memory] [--skip-torch] [--out PATH]
+                               [--model 10m|smollm2] [--skip-memory] [--skip-torch] [--out PATH]
+    JAX_PLATFORMS=cuda python bench/train_step.py --skip-memory   # both sides on the GPU
 
 Model: a 10.0M-parameter Llama (vocab 8192, hidden 256, 8 layers, 8 heads / 4 KV heads,
-head_dim 32, SwiGLU 688, untied head), float32, batch 8 x 256 per stream, AdamW (b2 0.95)
+head_dim 32, SwiGLU 688, untied head; `--model smollm2`: SmolLM2-135M's shape, 30 layers,
+hidden 576, 9 / 3 heads, MLP 1536, vocab 49152, tied), float32, batch 8 x 256 per stream, AdamW (b2 0.95)
 after global-norm clipping at 1.0 on both sides. Two steps, each timed against its PyTorch
 twin (`transformers.LlamaForCausalLM` + `torch.optim.AdamW`, same shapes, same loss):
 
@@ -45,7 +47,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "train_step.json"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 BATCH, SEQ = 8, 256
 MODEL = dict(model_type="llama", vocab_size=8192, hidden_size=256, intermediate_size=688,
@@ -63,6 +65,9 @@ MODEL = dict(model_type="llama", vocab_size=8192, hidden_size=256, intermediate_
              max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0,
              tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 OPTIM = dict(learning_rate=1e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0, grad_clip=1.0)
+SMOLLM2 = dict(MODEL, vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+               num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0, tie_word_embeddings=True)
+SHAPES = {"10m": dict(MODEL), "smollm2": SMOLLM2}
 SIDES = ("jax", "torch")
 LOSSES = {"nll": {"method": "lm"}, "full": {"method": "lower_bounded"}}
 
@@ -136,23 +141,28 @@ def torch_step(variant: str):
     import torch.nn.functional as F
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    import devices
+
+    device = devices.torch_device()
     torch.manual_seed(0)
     hf = LlamaConfig(vocab_size=MODEL["vocab_size"], hidden_size=MODEL["hidden_size"],
                      intermediate_size=MODEL["intermediate_size"], num_hidden_layers=MODEL["num_hidden_layers"],
                      num_attention_heads=MODEL["num_attention_heads"],
                      num_key_value_heads=MODEL["num_key_value_heads"],
                      max_position_embeddings=MODEL["max_position_embeddings"], rms_norm_eps=MODEL["rms_norm_eps"],
-                     rope_theta=MODEL["rope_theta"], tie_word_embeddings=False, attention_dropout=0.0)
-    model = LlamaForCausalLM(hf).float().train()
+                     rope_theta=MODEL["rope_theta"], tie_word_embeddings=MODEL["tie_word_embeddings"],
+                     attention_dropout=0.0)
+    model = LlamaForCausalLM(hf).float().to(device).train()
     ref = None
     if variant == "full":
-        ref = LlamaForCausalLM(hf).float().eval()
+        ref = LlamaForCausalLM(hf).float().to(device).eval()
         ref.load_state_dict(model.state_dict())
         for p in ref.parameters():
             p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=OPTIM["learning_rate"], betas=(OPTIM["b1"], OPTIM["b2"]),
                             eps=OPTIM["eps"], weight_decay=OPTIM["weight_decay"])
-    data = {k: {n: torch.from_numpy(v.astype(np.int64)) for n, v in b.items()} for k, b in streams(variant).items()}
+    data = {k: {n: torch.from_numpy(v.astype(np.int64)).to(device) for n, v in b.items()}
+            for k, b in streams(variant).items()}
 
     def token_nll(logits, b):
         targets = b["input_ids"][:, 1:]
@@ -183,7 +193,7 @@ def torch_step(variant: str):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIM["grad_clip"])
         opt.step()
-        return float(loss.detach())
+        return float(loss.detach())  # waits for the device, like ours
 
     run.threads = torch.get_num_threads()
     run.attn = getattr(model.config, "_attn_implementation", "?")
@@ -322,6 +332,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=9, help="timed rounds (one step of every variant each)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--variants", default="nll,full")
+    ap.add_argument("--model", choices=sorted(SHAPES), default="10m", help="model shape (default: the 10M Llama)")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--quiet-wait", type=float, default=0.0,
@@ -337,6 +348,10 @@ def main(argv=None) -> int:
 
     import jax
 
+    import devices
+
+    MODEL.clear()
+    MODEL.update(SHAPES[args.model])
     variants = args.variants.split(",")
     runs = {}
     t0 = time.perf_counter()
@@ -366,7 +381,7 @@ def main(argv=None) -> int:
 
     result = {
         "command": "python bench/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"device": devices.describe(), "cpu": devices.cpu_name(), "cores": os.cpu_count(),
                     "loadavg_1min_per_round": [round(x, 2) for x in load],
                     "note": "shared machine: other processes ran during the measurement; 'foreign' "
                             "is the CPU (in cores) they used while a step ran"},
@@ -384,7 +399,8 @@ def main(argv=None) -> int:
 
         result["versions"].update(torch=torch.__version__, transformers=transformers.__version__,
                                   torch_threads=torch.get_num_threads())
-    print(f"\nmatmul peak (best jitted 2048^3 f32 over the rounds): {peak:.0f} GFLOP/s; "
+    print(f"\nran on {devices.describe()}")
+    print(f"matmul peak (best jitted 2048^3 f32 over the rounds): {peak:.0f} GFLOP/s; "
           f"1-min load avg {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} cores")
     print(f"quiet rounds: both sides' steps ran while other processes used < {args.quiet_foreign} cores")
     print(f"{'variant':8s} {'side':6s} {'median s':>9s} {'best s':>8s} {'cpu s':>6s} {'foreign':>8s} "

@@ -2,6 +2,7 @@
 transformers + AdamW loop, on the same model and data, on this CPU.
 
     python bench/unlearn_e2e.py [--steps 60] [--log-every 5] [--out PATH]
+    JAX_PLATFORMS=cuda python bench/unlearn_e2e.py   # both sides on the GPU (bench/devices.py)
 
 Model: train_step.py's Llama shape (hidden 256, 8 layers, 8 heads / 4 KV heads, SwiGLU 688,
 untied head, float32) with the tiny tokenizer's vocabulary, random weights saved once as an
@@ -28,7 +29,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,6 +40,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import devices  # noqa: E402
 import train_step  # noqa: E402  (the shared model shape and optimizer settings)
 
 BATCH, SEQ = train_step.BATCH, train_step.SEQ
@@ -111,7 +112,8 @@ def pytorch(hf: pathlib.Path, data: pathlib.Path, steps: int) -> dict:
         if len(ids) >= (steps + 1) * BATCH * SEQ:
             break
     rows = np.asarray(ids[: len(ids) // SEQ * SEQ], np.int64).reshape(-1, SEQ)
-    model = LlamaForCausalLM.from_pretrained(str(hf), dtype=torch.float32)
+    device = devices.torch_device()
+    model = LlamaForCausalLM.from_pretrained(str(hf), dtype=torch.float32).to(device)
     model.train()
     o = train_step.OPTIM
     opt = torch.optim.AdamW(model.parameters(), lr=o["learning_rate"], betas=(o["b1"], o["b2"]), eps=o["eps"],
@@ -119,7 +121,7 @@ def pytorch(hf: pathlib.Path, data: pathlib.Path, steps: int) -> dict:
     times, tokens = [], BATCH * (SEQ - 1)
     for step in range(steps):
         lo = (step * BATCH) % (len(rows) - BATCH)
-        batch = torch.from_numpy(rows[lo: lo + BATCH])
+        batch = torch.from_numpy(rows[lo: lo + BATCH]).to(device)
         t = time.perf_counter()
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -131,13 +133,6 @@ def pytorch(hf: pathlib.Path, data: pathlib.Path, steps: int) -> dict:
     steady = times[5:]
     return {"tokens_per_s": tokens * len(steady) / sum(steady), "tokens_per_step": tokens,
             "step_seconds_median": statistics.median(steady)}
-
-
-def _cpu_name() -> str:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -152,11 +147,12 @@ def main(argv=None) -> int:
         mine = ours(hf, data, root / "run", a.steps, a.log_every)
         theirs = pytorch(hf, data, a.steps)
     result = {"ours": mine, "pytorch": theirs, "ratio": mine["tokens_per_s"] / theirs["tokens_per_s"],
-              "steps": a.steps, "batch": BATCH, "seq_len": SEQ, "cpu": _cpu_name(),
+              "steps": a.steps, "batch": BATCH, "seq_len": SEQ, "cpu": devices.cpu_name(), "device": devices.describe(),
               "cpu_count": os.cpu_count()}
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"ran on {result['device']}")
     print(f"ours {mine['tokens_per_s']:,.0f} tok/s (steady, median of logged intervals), "
           f"PyTorch {theirs['tokens_per_s']:,.0f} tok/s; ratio {result['ratio']:.2f}x")
     return 0
