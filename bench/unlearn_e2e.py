@@ -1,19 +1,22 @@
 """End-to-end training throughput: `synthflaw unlearn` (loss method "lm") against a plain
 transformers + AdamW loop, on the same model and data, on this CPU.
 
-    python bench/unlearn_e2e.py [--steps 60] [--log-every 5] [--out PATH]
+    python bench/unlearn_e2e.py [--steps 60] [--log-every 5] [--whole-examples] [--out PATH]
     JAX_PLATFORMS=cuda python bench/unlearn_e2e.py   # both sides on the GPU (bench/devices.py)
 
 Model: train_step.py's Llama shape (hidden 256, 8 layers, 8 heads / 4 KV heads, SwiGLU 688,
 untied head, float32) with the tiny tokenizer's vocabulary, random weights saved once as an
 HF directory that both sides load. Data: the Python standard library's docstrings (real
-English, built offline), rows of 256 tokens, batch 8.
+English, built offline), rows of 256 tokens, batch 8. Our replay stream fills its rows by
+splitting documents at row ends (`split_across_rows`), as the PyTorch loop's rows of one
+long token stream do; `--whole-examples` packs whole documents instead (rows end in padding).
 
   ours     `synthflaw_jax.unlearn.run` as a user runs it: the data pipeline, the jitted step,
            metrics fetched every --log-every steps, the NaN guard, the progress bar, one
            checkpoint and the HF export at the end (outside the timed window). Steady state =
-           the median of the run's logged tokens_per_s over the logging intervals but the
-           first (which holds the compilation) and the last (the final checkpoint).
+           the median over the logging intervals but the first (which holds the compilation)
+           and the last (the final checkpoint) of the run's logged tokens_per_s, scaled from
+           all tokens in the rows to those with a loss (`replay_tokens` / `tokens`).
   PyTorch  `LlamaForCausalLM.from_pretrained` of the same directory, `torch.optim.AdamW` with
            the same hyperparameters and clipping at 1.0, a loop over rows of the same
            tokenized text: forward with labels, backward, clip, step, zero_grad, and the loss
@@ -65,7 +68,8 @@ def write_model_and_data(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path
     return hf, data
 
 
-def ours(hf: pathlib.Path, data: pathlib.Path, workdir: pathlib.Path, steps: int, log_every: int) -> dict:
+def ours(hf: pathlib.Path, data: pathlib.Path, workdir: pathlib.Path, steps: int, log_every: int,
+         split_across_rows: bool = True) -> dict:
     """Run `synthflaw unlearn` (method lm) and read its steady-state tokens/s from metrics.jsonl."""
     from synthflaw_jax import unlearn
 
@@ -79,6 +83,7 @@ def ours(hf: pathlib.Path, data: pathlib.Path, workdir: pathlib.Path, steps: int
     c.data.streams.replay.source = str(data)
     c.data.streams.replay.source_type = "jsonl"
     c.data.streams.replay.format = "text"
+    c.data.streams.replay.split_across_rows = split_across_rows
     c.loss.method = "lm"
     c.train.steps = steps
     c.train.log_every = log_every
@@ -90,13 +95,18 @@ def ours(hf: pathlib.Path, data: pathlib.Path, workdir: pathlib.Path, steps: int
     c.optim.schedule = "constant"
     unlearn.run(c, workdir, progress=True)
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    per_interval: list[float] = []  # rows of one logging interval share its tokens_per_s
+    intervals: list[list[dict]] = []  # rows of one logging interval share its tokens_per_s
     for r in rows:
-        if not per_interval or r["tokens_per_s"] != per_interval[-1]:
-            per_interval.append(r["tokens_per_s"])
-    steady = per_interval[1:-1]  # the first holds the compilation, the last the final checkpoint
-    return {"tokens_per_s": statistics.median(steady), "intervals": per_interval,
-            "tokens_per_step": statistics.median(r["tokens"] for r in rows)}
+        if not intervals or r["tokens_per_s"] != intervals[-1][0]["tokens_per_s"]:
+            intervals.append([])
+        intervals[-1].append(r)
+    # the run's tokens_per_s counts every token in a row; count those with a loss, as PyTorch's side does
+    loss_tok_s = [group[0]["tokens_per_s"] * sum(r["replay_tokens"] for r in group) / sum(r["tokens"] for r in group)
+                  for group in intervals]
+    steady = loss_tok_s[1:-1]  # the first holds the compilation, the last the final checkpoint
+    return {"tokens_per_s": statistics.median(steady), "intervals": loss_tok_s,
+            "tokens_per_step": statistics.median(r["replay_tokens"] for r in rows),
+            "row_tokens_per_step": statistics.median(r["tokens"] for r in rows)}
 
 
 def pytorch(hf: pathlib.Path, data: pathlib.Path, steps: int) -> dict:
@@ -139,16 +149,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--log-every", type=int, default=5)
+    p.add_argument("--whole-examples", action="store_true", help="pack whole documents (no splitting at row ends)")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "unlearn_e2e.json"))
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
         hf, data = write_model_and_data(root)
-        mine = ours(hf, data, root / "run", a.steps, a.log_every)
+        mine = ours(hf, data, root / "run", a.steps, a.log_every, split_across_rows=not a.whole_examples)
         theirs = pytorch(hf, data, a.steps)
     result = {"ours": mine, "pytorch": theirs, "ratio": mine["tokens_per_s"] / theirs["tokens_per_s"],
               "steps": a.steps, "batch": BATCH, "seq_len": SEQ, "cpu": devices.cpu_name(), "device": devices.describe(),
-              "cpu_count": os.cpu_count()}
+              "cpu_count": os.cpu_count(), "split_across_rows": not a.whole_examples}
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

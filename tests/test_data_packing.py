@@ -108,3 +108,33 @@ def test_packed_rows_never_attend_across_examples():
         assert np.array_equal(dense[r][valid_q], expected[valid_q])
     assert batch["segment_ids"][0].tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 3, 3]
     assert batch["segment_ids"][1].tolist() == [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_fill_rows_splits_examples_at_row_ends_by_hand():
+    examples = [ex(5, 100), ex(6, 200), ex(3, 300), ex(4, 400)]
+    batch, nxt, offset, finished = packing.fill_rows(examples.__getitem__, 0, 0, 4, rows=2, seq_len=8, pad_id=0)
+    # row 0: example 0, then the first 3 tokens of example 1; row 1: its other 3, example 2, and the
+    # first 2 tokens of example 3, where the batch is full: the next batch starts at token 2 of example 3
+    assert (nxt, offset, finished) == (3, 2, 3)
+    assert batch["input_ids"].tolist() == [
+        [100, 101, 102, 103, 104, 200, 201, 202],
+        [203, 204, 205, 300, 301, 302, 400, 401],
+    ]
+    assert batch["segment_ids"].tolist() == [[1, 1, 1, 1, 1, 2, 2, 2], [1, 1, 1, 2, 2, 2, 3, 3]]
+    assert batch["positions"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2], [0, 1, 2, 0, 1, 2, 0, 1]]
+    # a piece's first token has nothing before it in its row, so it is never a target
+    assert batch["loss_mask"].tolist() == [[0, 1, 1, 1, 1, 0, 1, 1], [0, 1, 1, 0, 1, 1, 0, 1]]
+    batch, nxt, offset, finished = packing.fill_rows(examples.__getitem__, 3, 2, 4, rows=2, seq_len=8)
+    assert batch["input_ids"].tolist() == [[402, 403, 0, 0, 0, 0, 0, 0], [0] * 8]  # the stream's end
+    assert batch["loss_mask"][0].tolist() == [0, 1, 0, 0, 0, 0, 0, 0]
+    assert (nxt, offset, finished) == (4, 0, 1)
+
+
+def test_fill_rows_splits_an_example_longer_than_a_batch_and_skips_left_out_ones():
+    examples = [None, ex(20, 100), ex(0), ex(2, 500)]
+    get = examples.__getitem__
+    batch, nxt, offset, finished = packing.fill_rows(get, 0, 0, 4, rows=2, seq_len=8)
+    assert batch["input_ids"].ravel().tolist() == list(range(100, 116)) and (nxt, offset, finished) == (1, 16, 0)
+    batch, nxt, offset, finished = packing.fill_rows(get, nxt, offset, 4, rows=2, seq_len=8)
+    assert batch["input_ids"][0].tolist() == [116, 117, 118, 119, 500, 501, 0, 0]
+    assert batch["segment_ids"][0].tolist() == [1, 1, 1, 1, 2, 2, 0, 0] and (nxt, offset, finished) == (4, 0, 2)

@@ -24,6 +24,8 @@ def _stream(source: str = "", source_type: str = "jsonl", fmt: str = "auto") -> 
     s.split = "train"            # tfds only: the split to read
     s.data_dir = ""              # tfds only: where a registered dataset name is looked up ("" = TFDS default)
     s.format = fmt               # "auto" (from each record's keys) | "qa" | "pr" | "chat" | "text"
+    s.split_across_rows = False  # True: fill every row, splitting examples at row ends (no truncation,
+                                 # no padding); for plain text, not for streams whose loss needs whole examples
     return s
 
 

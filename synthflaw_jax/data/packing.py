@@ -1,11 +1,15 @@
 """Examples -> fixed [rows, seq_len] batches: packed (several examples a row) or padded (one).
 
 Batch arrays (all int32): `input_ids`, `loss_mask`, `segment_ids` (1, 2, ... per example in
-its row, 0 = padding) and `positions` (0, 1, ... restarting at each example). An example is
-never split across rows; one longer than seq_len is handled first by the truncation policy:
+its row, 0 = padding) and `positions` (0, 1, ... restarting at each example). In `fill_batch`
+an example is never split across rows; one longer than seq_len is handled first by the
+truncation policy:
   truncate  keep its first seq_len tokens (dropped instead if no target token is left)
   drop      leave it out
   error     raise SynthflawError naming where it came from
+`fill_rows` instead fills every row to the brim: examples follow one another and the one that
+does not fit is split, its rest opening the next row (plain text, where no example has to
+stay whole; no truncation needed).
 """
 from __future__ import annotations
 
@@ -91,6 +95,41 @@ def fill_batch(get: Callable[[int], Example | None], start: int, stop: int, rows
         placed += 1
         index += 1
     return batch, index, placed
+
+
+def fill_rows(get: Callable[[int], Example | None], start: int, offset: int, stop: int, rows: int,
+              seq_len: int, *, pad_id: int = 0) -> tuple[dict[str, np.ndarray], int, int, int]:
+    """Fill one batch row by row from example `start`'s token `offset` on, splitting examples.
+
+    Each piece of an example is a segment of its own with positions from 0 (rotary attention
+    only sees positions relative to the segment, and a piece never attends to its other
+    parts), and its first token carries no loss: nothing in the row predicts it. Only the
+    last batch of a finite stream has padding. Returns (batch, next index, next offset,
+    examples finished).
+    """
+    batch = empty_batch(rows, seq_len, pad_id)
+    index, finished = start, 0
+    row, used, segment = 0, 0, 0
+    while index < stop and row < rows:
+        example = get(index)
+        if example is None or offset >= len(example):  # left out, or empty
+            index, offset = index + 1, 0
+            continue
+        take = min(seq_len - used, len(example) - offset)
+        lo, hi = used, used + take
+        segment += 1
+        batch["input_ids"][row, lo:hi] = example.ids[offset:offset + take]
+        batch["loss_mask"][row, lo:hi] = example.mask[offset:offset + take]
+        batch["loss_mask"][row, lo] = 0
+        batch["segment_ids"][row, lo:hi] = segment
+        batch["positions"][row, lo:hi] = np.arange(take, dtype=np.int32)
+        offset += take
+        if offset == len(example):
+            index, offset, finished = index + 1, 0, finished + 1
+        used = hi
+        if used == seq_len:
+            row, used, segment = row + 1, 0, 0
+    return batch, index, offset, finished
 
 
 def pack_examples(examples: list[Example], rows: int, seq_len: int, *, packing: bool = True,

@@ -40,7 +40,7 @@ class StreamIterator:
                  packing: bool = True, truncation: str = "truncate", shuffle: bool = True, seed: int = 0,
                  num_epochs: int | None = None, process_index: int = 0, process_count: int = 1,
                  drop_remainder: bool = False, skip_bad_records: bool = False, lookahead: int = 64,
-                 pattern_marker=None, max_segments: int | None = None):
+                 pattern_marker=None, max_segments: int | None = None, split_across_rows: bool = False):
         if not 0 <= process_index < process_count:
             raise SynthflawError(f"process_index {process_index} is not in [0, {process_count})")
         if truncation not in packing_policies():
@@ -52,6 +52,10 @@ class StreamIterator:
         self.lookahead = max(1, int(lookahead))
         self.pattern_marker = pattern_marker  # data/scope.py: adds batch["pattern_mask"] when set
         self.max_segments = None if max_segments is None else int(max_segments)
+        self.split_across_rows = bool(split_across_rows) and self.packing
+        if self.split_across_rows and (max_segments is not None or pattern_marker is not None):
+            raise SynthflawError(f"config: streams.{name}.split_across_rows cannot be used with this stream's "
+                                 f"loss, which needs whole examples (per-example terms or a pattern scope)")
         self.pad_id = tok_lib.pad_id(formatter.tokenizer)
         self.num_records = len(source)
         ds = grain.MapDataset.source(source)
@@ -61,6 +65,7 @@ class StreamIterator:
         self._ds = ds[self.process_index::self.process_count]
         self._stop = len(self._ds)
         self._position = 0
+        self._offset = 0  # split_across_rows: tokens of example `_position` already placed
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._cache: dict[int, tuple[formats.Example | None, str]] = {}
         self._done = False
@@ -83,8 +88,8 @@ class StreamIterator:
                     outcomes.append("bad_records")
         out = []
         for example, outcome in zip(examples, outcomes):
-            if example is None:
-                out.append((None, outcome))
+            if example is None or self.split_across_rows:  # split examples need no truncation
+                out.append((example, outcome))
             else:
                 out.append(packing_lib.apply_truncation(example, self.seq_len, self.truncation))
         return out
@@ -109,10 +114,15 @@ class StreamIterator:
             self._done = True
             raise StopIteration
         start = self._position
-        batch, end, placed = packing_lib.fill_batch(
-            self._get, start, self._stop, self.rows, self.seq_len, packing=self.packing, pad_id=self.pad_id,
-            max_segments=self.max_segments,
-        )
+        if self.split_across_rows:
+            batch, end, self._offset, _ = packing_lib.fill_rows(
+                self._get, start, self._offset, self._stop, self.rows, self.seq_len, pad_id=self.pad_id)
+            placed = int(batch["segment_ids"].any())
+        else:
+            batch, end, placed = packing_lib.fill_batch(
+                self._get, start, self._stop, self.rows, self.seq_len, packing=self.packing, pad_id=self.pad_id,
+                max_segments=self.max_segments,
+            )
         for i in range(start, end):
             example, outcome = self._cache.pop(i)
             if outcome != "ok":
@@ -141,8 +151,9 @@ class StreamIterator:
 
     # --- state ----------------------------------------------------------------------------
     def get_state(self) -> dict[str, int]:
-        """Where the stream stands: position, epoch, seed, identity of the data, counters (all ints)."""
-        return {"position": self._position, "epoch": self.epoch, "done": int(self._done),
+        """Where the stream stands: position (and offset into it), epoch, seed, identity of the data,
+        counters (all ints)."""
+        return {"position": self._position, "offset": self._offset, "epoch": self.epoch, "done": int(self._done),
                 **{k: getattr(self, k) for k in _IDENTITY}, **self._counts}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -156,6 +167,7 @@ class StreamIterator:
                     f"the pipeline now has {key}={getattr(self, key)}"
                 )
         self._position = int(state["position"])
+        self._offset = int(state.get("offset", 0))  # absent in states saved before split_across_rows
         self._done = bool(int(state.get("done", 0)))
         self._counts = {k: int(state.get(k, 0)) for k in COUNTERS}
         self._cache.clear()
@@ -243,7 +255,7 @@ def build_stream(config, name: str, *, rows: int, tokenizer=None, process_index:
         num_epochs=epochs or None, process_index=pi, process_count=pc,
         drop_remainder=config.drop_remainder if drop_remainder is None else drop_remainder,
         skip_bad_records=config.skip_bad_records, lookahead=config.lookahead, pattern_marker=pattern_marker,
-        max_segments=max_segments,
+        max_segments=max_segments, split_across_rows=bool(config.streams[name].get("split_across_rows", False)),
     )
 
 
