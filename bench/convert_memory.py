@@ -6,8 +6,9 @@ Writes a random Llama-3.2-1B-shaped HF directory (config.json + safetensors shar
 tensor, then measures, each in its own child process (peak RSS read in the child with
 getrusage at the end, so every peak is its own):
   import_only   python importing jax + synthflaw_jax.convert (fixed cost)
-  hf_to_orbax   `synthflaw convert hf-to-orbax`
-  orbax_to_hf   `synthflaw convert orbax-to-hf`
+  hf_to_orbax   `python -m synthflaw_jax convert hf-to-orbax` as a user starts it (a process of
+                its own, which may re-execute itself: synthflaw_jax/malloc_tuning.py)
+  orbax_to_hf   `python -m synthflaw_jax convert orbax-to-hf`, likewise
   torch_resave  transformers from_pretrained(dtype=bfloat16) + save_pretrained (the baseline)
   torch_import  python importing torch + transformers (the baseline's fixed cost)
 Prints a table and writes bench/results/convert_memory.json. When the 1.3 target is missed (or
@@ -132,9 +133,13 @@ def dir_bytes(path: pathlib.Path) -> int:
 
 
 # --------------------------------------------------------------------------- child processes
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak_rss_bytes(children: bool = False) -> int:
+    """This process's peak resident set size, or with `children` the larger of it and the
+    largest child's it waited for (Linux reports ru_maxrss in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if children:
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return peak * 1024
 
 
 def child_job(kind: str, src: str, dst: str) -> None:
@@ -151,9 +156,10 @@ def child_job(kind: str, src: str, dst: str) -> None:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     elif kind in ("hf_to_orbax", "orbax_to_hf"):
-        from synthflaw_jax.cli import main
-
-        rc = main(["convert", kind.replace("_", "-"), src, dst, "--no-progress"])
+        # the command as a user starts it (it may re-execute itself: synthflaw_jax/malloc_tuning.py);
+        # its peak RSS comes back through RUSAGE_CHILDREN (peak_rss_bytes(children=True))
+        cmd = [sys.executable, "-m", "synthflaw_jax", "convert", kind.replace("_", "-"), src, dst, "--no-progress"]
+        rc = subprocess.run(cmd).returncode
         if rc:
             raise SystemExit(f"{kind} failed with exit code {rc}")
     elif kind == "torch_resave":
@@ -165,7 +171,8 @@ def child_job(kind: str, src: str, dst: str) -> None:
     else:
         raise SystemExit(f"unknown child job {kind!r}")
     seconds = time.perf_counter() - start
-    print("RESULT " + json.dumps({"peak_rss_bytes": peak_rss_bytes(), "job_seconds": seconds}), flush=True)
+    print("RESULT " + json.dumps({"peak_rss_bytes": peak_rss_bytes(children=True), "job_seconds": seconds}),
+          flush=True)
 
 
 def run_child(kind: str, src: str = "", dst: str = "") -> dict:

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from synthflaw_jax import malloc_tuning
 from synthflaw_jax.errors import SynthflawError
 
 
@@ -72,6 +73,8 @@ def _quiet_abandoned_writes(unraisable) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `synthflaw` console script; returns the process exit code."""
+    if argv is None and malloc_tuning.should_relaunch(sys.argv[1:]):
+        malloc_tuning.relaunch(sys.argv[1:])  # before the heavy imports; returns only on failure
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "_accepts_overrides", False):
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    malloc_tuning.note_relaunched()
     if not args.verbose:  # libraries' INFO chatter (Orbax, absl, JAX backends) hides our output
         for noisy in ("absl", "jax", "orbax"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
