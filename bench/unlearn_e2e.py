@@ -1,7 +1,7 @@
 """End-to-end training throughput: `synthflaw unlearn` (loss method "lm") against a plain
 transformers + AdamW loop, on the same model and data, on this CPU.
 
-    python bench/unlearn_e2e.py [--steps 60] [--log-every 5] [--whole-examples] [--out PATH]
+    python bench/unlearn_e2e.py [--steps 60] [--log-every 5] [--whole-examples] [--no-huge-pages] [--out PATH]
     JAX_PLATFORMS=cuda python bench/unlearn_e2e.py   # both sides on the GPU (bench/devices.py)
 
 Model: train_step.py's Llama shape (hidden 256, 8 layers, 8 heads / 4 KV heads, SwiGLU 688,
@@ -11,8 +11,10 @@ English, built offline), rows of 256 tokens, batch 8. Our replay stream fills it
 splitting documents at row ends (`split_across_rows`), as the PyTorch loop's rows of one
 long token stream do; `--whole-examples` packs whole documents instead (rows end in padding).
 
-  ours     `synthflaw_jax.unlearn.run` as a user runs it: the data pipeline, the jitted step,
-           metrics fetched every --log-every steps, the NaN guard, the progress bar, one
+  ours     `python -m synthflaw_jax unlearn` as a user starts it, in a process of its own that
+           re-executes itself with heap huge pages (synthflaw_jax/malloc_tuning.py; off with
+           --no-huge-pages): the data pipeline, the jitted step, metrics fetched every
+           --log-every steps, the NaN guard, the progress bar, one
            checkpoint and the HF export at the end (outside the timed window). Steady state =
            the median over the logging intervals but the first (which holds the compilation)
            and the last (the final checkpoint) of the run's logged tokens_per_s, scaled from
@@ -21,7 +23,8 @@ long token stream do; `--whole-examples` packs whole documents instead (rows end
            the same hyperparameters and clipping at 1.0, a loop over rows of the same
            tokenized text: forward with labels, backward, clip, step, zero_grad, and the loss
            read back every step (`.item()`, as a training loop that logs does). Steady state
-           = tokens with a loss over the steps after the first five.
+           = tokens with a loss over the steps after the first five. It runs in this process
+           with glibc's default settings, as a plain training script does.
 
 tokens/s counts tokens that carry a loss on both sides. ratio = ours / PyTorch.
 Writes bench/results/unlearn_e2e.json.
@@ -33,6 +36,7 @@ import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,31 +73,26 @@ def write_model_and_data(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path
 
 
 def ours(hf: pathlib.Path, data: pathlib.Path, workdir: pathlib.Path, steps: int, log_every: int,
-         split_across_rows: bool = True) -> dict:
-    """Run `synthflaw unlearn` (method lm) and read its steady-state tokens/s from metrics.jsonl."""
-    from synthflaw_jax import unlearn
-
-    c = unlearn.default_config()
-    c.model.path = str(hf)
-    c.data.tokenizer = str(hf)
-    c.data.batch_size = BATCH
-    c.data.seq_len = SEQ
-    c.data.mixture = "replay=1"
-    c.data.streams.forget.source = ""
-    c.data.streams.replay.source = str(data)
-    c.data.streams.replay.source_type = "jsonl"
-    c.data.streams.replay.format = "text"
-    c.data.streams.replay.split_across_rows = split_across_rows
-    c.loss.method = "lm"
-    c.train.steps = steps
-    c.train.log_every = log_every
-    c.checkpoint.every = steps
-    c.checkpoint.keep = 1
-    for key, value in train_step.OPTIM.items():
-        c.optim[key] = value
-    c.optim.warmup_steps = 0
-    c.optim.schedule = "constant"
-    unlearn.run(c, workdir, progress=True)
+         split_across_rows: bool = True, huge_pages: bool = True) -> dict:
+    """Run `synthflaw unlearn` (method lm) as a user starts it and read its steady-state
+    tokens/s from metrics.jsonl."""
+    o = train_step.OPTIM
+    overrides = {
+        "model.path": hf, "data.tokenizer": hf, "data.batch_size": BATCH, "data.seq_len": SEQ,
+        "data.mixture": "replay=1", "data.streams.forget.source": "", "data.streams.replay.source": data,
+        "data.streams.replay.source_type": "jsonl", "data.streams.replay.format": "text",
+        "data.streams.replay.split_across_rows": split_across_rows, "loss.method": "lm",
+        "train.steps": steps, "train.log_every": log_every, "checkpoint.every": steps, "checkpoint.keep": 1,
+        **{f"optim.{k}": v for k, v in o.items()}, "optim.warmup_steps": 0, "optim.schedule": "constant",
+    }
+    config = workdir.parent / "e2e_config.py"
+    config.write_text("from synthflaw_jax import unlearn\n\n\ndef get_config():\n    return unlearn.default_config()\n")
+    cmd = [sys.executable, "-m", "synthflaw_jax", "unlearn", "--config", str(config), "--workdir", str(workdir),
+           *(f"--config.{k}={v}" for k, v in overrides.items())]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if not huge_pages:
+        env["SYNTHFLAW_MALLOC_RELAUNCHED"] = "1"  # as if already re-executed: runs as started
+    subprocess.run(cmd, check=True, env=env)
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     intervals: list[list[dict]] = []  # rows of one logging interval share its tokens_per_s
     for r in rows:
@@ -150,16 +149,19 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--log-every", type=int, default=5)
     p.add_argument("--whole-examples", action="store_true", help="pack whole documents (no splitting at row ends)")
+    p.add_argument("--no-huge-pages", action="store_true", help="run our command without its heap huge pages")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "unlearn_e2e.json"))
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
         hf, data = write_model_and_data(root)
-        mine = ours(hf, data, root / "run", a.steps, a.log_every, split_across_rows=not a.whole_examples)
+        mine = ours(hf, data, root / "run", a.steps, a.log_every, split_across_rows=not a.whole_examples,
+                    huge_pages=not a.no_huge_pages)
         theirs = pytorch(hf, data, a.steps)
     result = {"ours": mine, "pytorch": theirs, "ratio": mine["tokens_per_s"] / theirs["tokens_per_s"],
               "steps": a.steps, "batch": BATCH, "seq_len": SEQ, "cpu": devices.cpu_name(), "device": devices.describe(),
-              "cpu_count": os.cpu_count(), "split_across_rows": not a.whole_examples}
+              "cpu_count": os.cpu_count(), "split_across_rows": not a.whole_examples,
+              "huge_pages": not a.no_huge_pages}
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,12 +1,14 @@
-"""Huge pages for the heap of `synthflaw convert` (Linux with glibc >= 2.35 only).
+"""Huge pages for the heap of `synthflaw` commands that run models (Linux, glibc >= 2.35).
 
-orbax-to-hf restores every parameter through TensorStore, which decodes into fresh heap
-buffers. glibc serves blocks that large with fresh memory mappings, so the kernel faults them
-in and zeroes them 4 KiB at a time: 1.25 million page faults for a 2.5 GB checkpoint, most of
-the command's system time. glibc's tunable `glibc.malloc.hugetlb=1` lets those mappings use
-transparent huge pages (2 MiB), which cut the faults to 46 thousand and the command's wall
-time by about a quarter on our machine (bench/README.md). Tunables are read only when a
-process starts, so the command re-executes itself once with the tunable set.
+Two kinds of large, short-lived heap blocks: XLA:CPU allocates an executable's temporaries
+afresh on every call (about 1 GB for the bench's 10M-parameter train step), and orbax-to-hf's
+TensorStore decodes every parameter into new buffers. glibc serves blocks that large with
+fresh memory mappings, so the kernel faults them in and zeroes them 4 KiB at a time: 141
+thousand page faults and 0.33 s of system time per plain train step, 1.25 million faults for
+converting a 2.5 GB checkpoint. glibc's tunable `glibc.malloc.hugetlb=1` lets those mappings
+use transparent huge pages (2 MiB): about 1 thousand faults per step (12-22% off the step's
+wall time) and 46 thousand for the conversion (bench/README.md). Tunables are read only when
+a process starts, so the command re-executes itself once with the tunable set.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import sys
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 RELAUNCHED = "SYNTHFLAW_MALLOC_RELAUNCHED"  # set in the re-executed process: never twice
-COMMANDS = ("convert",)  # commands that move whole checkpoints through the heap
+COMMANDS = ("analyze", "convert", "demo", "eval", "generate", "unlearn")  # those that run models
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`synthflaw convert` re-executes itself once with glibc's huge-page tunable (malloc_tuning.py)."""
+"""Commands that run models re-execute themselves once with glibc's huge-page tunable (malloc_tuning.py)."""
 import os
 import subprocess
 import sys
@@ -14,11 +14,13 @@ from synthflaw_jax.hf_weights import SafetensorsReader
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_only_convert_relaunches_and_never_twice():
+def test_model_commands_relaunch_never_twice():
     env = {}
     usable = malloc_tuning.should_relaunch(["convert", "hf-to-orbax", "a", "b"], env)
     assert malloc_tuning.command_of(["-v", "convert", "orbax-to-hf"]) == "convert"
-    assert not malloc_tuning.should_relaunch(["unlearn", "--workdir", "w"], env)
+    assert malloc_tuning.should_relaunch(["unlearn", "--workdir", "w"], env) == usable
+    assert not malloc_tuning.should_relaunch(["plan", "--config", "c.py"], env)  # compiles, runs nothing
+    assert not malloc_tuning.should_relaunch(["--help"], env)
     assert not malloc_tuning.should_relaunch(["-v", "convert", "x"], {malloc_tuning.RELAUNCHED: "1"})
     assert not malloc_tuning.should_relaunch(["convert", "x"], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
     assert usable == malloc_tuning.should_relaunch(["-v", "convert", "x"], {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
