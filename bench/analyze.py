@@ -160,10 +160,10 @@ def machine() -> dict:
     import jax
     import sklearn
 
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
+    from synthflaw_jax.demo.progress import cpu_name
+
     return {"python": platform.python_version(), "jax": jax.__version__, "sklearn": sklearn.__version__,
-            "cpus": os.cpu_count(), "cpu_model": model}
+            "cpus": os.cpu_count(), "cpu_model": cpu_name()}
 
 
 def main(argv=None) -> int:

@@ -441,6 +441,8 @@ def run_profile(kind: str, src: pathlib.Path, out: pathlib.Path) -> list:
 def summarise(cfg, preset: str, ckpt_bytes: int, orbax_bytes: int, measured: dict, rounds: list) -> dict:
     """The JSON report: sizes, per-job figures (medians over the interleaved rounds), per-round
     time ratios ours / PyTorch, target verdicts."""
+    from synthflaw_jax.demo.progress import cpu_name
+
     jobs = {}
     fixed = {"hf_to_orbax": "import_only", "orbax_to_hf": "import_only", "torch_resave": "torch_import"}
     for kind, r in measured.items():
@@ -465,14 +467,7 @@ def summarise(cfg, preset: str, ckpt_bytes: int, orbax_bytes: int, measured: dic
             "orbax_checkpoint_bytes": orbax_bytes, "jobs": jobs, "ratios": ratios, "rounds": rounds,
             "target_peak_rss_over_checkpoint": TARGET, "target_met": worst <= TARGET,
             "target_wall_over_torch": TIME_TARGET, "time_target_met": slowest <= TIME_TARGET,
-            "cpu": _cpu_name(), "cpus": os.cpu_count()}
-
-
-def _cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+            "cpu": cpu_name(), "cpus": os.cpu_count()}
 
 
 def print_table(report: dict) -> None:

@@ -9,8 +9,8 @@ in full float32 (the setting under which greedy tokens can be compared exactly).
 from __future__ import annotations
 
 import os
-import pathlib
-import platform
+
+from synthflaw_jax.demo.progress import cpu_name  # noqa: F401  (re-exported for the benchmarks)
 
 
 def jax_on_gpu() -> bool:
@@ -31,15 +31,6 @@ def torch_device() -> str:
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     return "cuda"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Intel and AMD machines give different ratios)."""
-    info = pathlib.Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def describe() -> str:

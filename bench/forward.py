@@ -26,7 +26,6 @@ import pathlib
 import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -38,12 +37,6 @@ import devices  # noqa: E402
 import train_step  # noqa: E402  (the shared model shapes)
 
 BATCH, SEQ = train_step.BATCH, train_step.SEQ
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> int:
@@ -61,7 +54,6 @@ def main(argv=None) -> int:
     import synthflaw_jax
     from synthflaw_jax import convert
     from synthflaw_jax.models import llama
-
     from synthflaw_jax.models.config import ModelConfig
 
     cfg = ModelConfig(**train_step.SHAPES[a.model])
@@ -87,8 +79,8 @@ def main(argv=None) -> int:
     diff = float(np.max(np.abs(np.asarray(ours()) - theirs().float().cpu().numpy())))
     times = {"ours": [], "pytorch": []}
     for _ in range(a.rounds):
-        times["ours"].append(_timed(ours))
-        times["pytorch"].append(_timed(theirs))
+        times["ours"].append(train_step._timed(ours))
+        times["pytorch"].append(train_step._timed(theirs))
     per_round = [t / o for o, t in zip(times["ours"], times["pytorch"])]
     tokens = BATCH * SEQ
     result = {

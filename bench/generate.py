@@ -8,7 +8,8 @@
 vocab 49152, tied embeddings) with random weights; `--no-baseline` times ours only.
 
 Baseline: `transformers.AutoModelForCausalLM.generate(do_sample=False)` (PyTorch on the same
-kind of device as ours, its default attention, all cores on a CPU) on the same weights, the same left-padded batch, no stop token.
+kind of device as ours, its default attention, all cores on a CPU) on the same weights, the
+same left-padded batch, no stop token.
 Measured, each the median of --repeats timed runs after one warm-up (our compile excluded):
   ours_tok_s   new tokens per second of `generate_ids` (prefill + decode loop in one jit)
   hf_tok_s     the same for transformers
