@@ -503,6 +503,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved rounds of (hf_to_orbax, torch_resave, orbax_to_hf, torch_resave); "
                         "figures are medians (default 3)")
+    p.add_argument("--settle", type=float, default=5.0,
+                   help="seconds to wait after deleting a job's old output, before the job (default 5)")
     p.add_argument("--profile", action="store_true", help="profile even when the target is met")
     p.add_argument("--prototypes", action="store_true",
                    help="also measure prototypes of the proposed streaming fix (bench-only code)")
@@ -537,13 +539,14 @@ def main(argv=None) -> int:
             row = {"loadavg_1min": os.getloadavg()[0]}
             for kind, src, dst in (("hf_to_orbax", hf_dir, ckpt), ("torch_resave", hf_dir, torch_out),
                                    ("orbax_to_hf", ckpt, hf_out), ("torch_resave_2", hf_dir, torch_out)):
-                if kind != "orbax_to_hf" or k:  # the checkpoint orbax_to_hf reads stays
-                    shutil.rmtree(dst, ignore_errors=True)
-                if kind == "hf_to_orbax":
-                    shutil.rmtree(hf_out, ignore_errors=True)
+                shutil.rmtree(dst, ignore_errors=True)
                 # each job starts with no dirty pages: otherwise it pays for flushing the
                 # previous job's 2.5 GB of writes (the first job of round 1, the generator's)
                 os.sync()
+                # and with no memory freed just before it: a VM that reports free pages to its
+                # host (Firecracker here) makes freshly freed pages cheap to touch again for a
+                # few seconds and cold pages slow, so whichever job follows a deletion would win
+                time.sleep(args.settle)
                 row[kind] = run_child(kind.removesuffix("_2"), str(src), str(dst))
                 print(f"  round {k + 1} {kind:<14} peak RSS {row[kind]['peak_rss_bytes'] / 2**30:.2f} GiB, "
                       f"{row[kind]['wall_seconds']:.1f}s (load {os.getloadavg()[0]:.1f})", flush=True)

@@ -1,7 +1,8 @@
 """Train-step benchmark: our jitted unlearning step vs the same model in PyTorch, on this CPU.
 
     python bench/train_step.py [--rounds 9] [--quiet-wait 30] [--variants nll,full]
-                               [--model 10m|smollm2] [--skip-memory] [--skip-torch] [--out PATH]
+                               [--model 10m|smollm2] [--skip-memory] [--skip-torch]
+                               [--torch-huge-pages] [--out PATH]
     JAX_PLATFORMS=cuda python bench/train_step.py --skip-memory   # both sides on the GPU
 
 Model: a 10.0M-parameter Llama (vocab 8192, hidden 256, 8 layers, 8 heads / 4 KV heads,
@@ -18,9 +19,23 @@ twin (`transformers.LlamaForCausalLM` + `torch.optim.AdamW`, same shapes, same l
         policy, replay batch through the frozen reference (no grad), KL(ref || policy) on
         replay target tokens, fwd + bwd + AdamW.
 
-Timing: after compilation and warm-up, `--rounds` rounds; each round runs one step of every
-variant in turn (ours nll, torch nll, ours full, torch full) and then a 2048^3 matmul, so
-background load on a shared machine hits both sides alike. For every step the CPU that other
+Processes: each side runs in a worker process of its own, as a user would run it: ours with
+the glibc heap settings that `synthflaw unlearn` re-executes itself with (GLIBC_TUNABLES:
+huge pages, and freed memory kept for reuse, where glibc and the kernel allow it;
+synthflaw_jax/malloc_tuning.py), PyTorch as a plain script with glibc's defaults.
+`--torch-huge-pages` adds a third side, torch_hp: PyTorch given the same settings, which it
+gains from too. The parent drives the
+workers turn by turn, so the rounds still alternate. In its turn a side runs
+`--steps-per-turn` steps (2) back to back and only the last is timed, as in a training loop:
+on this VM (Firecracker, which takes memory a process has freed back to the host after about
+two seconds) the first step after another side's turn paid up to a third more for touching
+cold memory, ours more than PyTorch's (XLA maps and frees its temporaries on every call;
+PyTorch's buffers stay in glibc's heap). Those first steps are kept in the JSON
+(`first_step_of_turn_s`).
+
+Timing: after compilation and warm-up, `--rounds` rounds; each round runs one turn of every
+variant on every side in turn (ours nll, torch nll, [torch_hp nll,] ours full, ...) and then
+a 2048^3 matmul, so background load on a shared machine hits all sides alike. For every step the CPU that other
 processes used meanwhile is read from /proc/stat ("foreign", in cores); a round is "quiet"
 when both sides' steps ran with foreign < --quiet-foreign (0.3 cores). `--quiet-wait S`
 waits up to S seconds before each round for such a moment. Reported: medians over all
@@ -68,7 +83,7 @@ OPTIM = dict(learning_rate=1e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0, gr
 SMOLLM2 = dict(MODEL, vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0, tie_word_embeddings=True)
 SHAPES = {"10m": dict(MODEL), "smollm2": SMOLLM2}
-SIDES = ("jax", "torch")
+SIDES = ("jax", "torch", "torch_hp")  # torch_hp: PyTorch with our heap settings (--torch-huge-pages)
 LOSSES = {"nll": {"method": "lm"}, "full": {"method": "lower_bounded"}}
 
 
@@ -326,6 +341,84 @@ def memory_report() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------------------- workers
+def side_environment(side: str) -> dict:
+    """The environment a side's worker runs in: ours as `synthflaw unlearn` runs (it re-executes
+    itself with glibc heap settings where they apply: synthflaw_jax/malloc_tuning.py), PyTorch
+    as a plain script (glibc's defaults), or PyTorch given the same settings (torch_hp)."""
+    from synthflaw_jax import malloc_tuning
+
+    env = dict(os.environ)
+    env.pop(malloc_tuning.RELAUNCHED, None)
+    if side == "torch":
+        return env
+    if malloc_tuning.should_relaunch(["unlearn"], env):
+        env = malloc_tuning.relaunch_environment(["unlearn"], env)
+    return env
+
+
+def worker(side: str, variants: list[str], warmup: int) -> None:
+    """`--worker SIDE`: build this side's steps, warm them up, then answer one command per
+    stdin line with one '@@ {json}' stdout line: `run VARIANT N` (wall, own CPU and foreign
+    load of each of N steps run back to back), `peak` (matmul GFLOP/s, ours only) and `info`
+    (versions, device)."""
+    import devices
+
+    runs = {v: (jax_step(v) if side == "jax" else torch_step(v)) for v in variants}
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+
+    def reply(obj):
+        print("@@ " + json.dumps(obj), flush=True)
+
+    reply({"ready": True})
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "run":  # run VARIANT N: N steps back to back
+            reply([dict(zip(("wall", "cpu", "foreign"), measure(runs[cmd[1]]))) for _ in range(int(cmd[2]))])
+        elif cmd[0] == "peak":
+            reply({"gflops": matmul_peak(reps=3)})
+        elif cmd[0] == "info":
+            info = {"glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+            if side == "jax":
+                import jax
+
+                info.update(jax=jax.__version__, device=devices.describe(), cpu=devices.cpu_name())
+            else:
+                import torch
+                import transformers
+
+                info.update(torch=torch.__version__, transformers=transformers.__version__,
+                            torch_threads=torch.get_num_threads(), attn=runs[variants[0]].attn)
+            reply(info)
+
+
+class Worker:
+    """One side's steps in a process of its own (so that each side runs with its own malloc
+    settings), driven line by line so the rounds still alternate between the sides."""
+
+    def __init__(self, side: str, args):
+        cmd = [sys.executable, __file__, "--worker", side, "--model", args.model, "--variants", args.variants,
+               "--warmup", str(args.warmup)]
+        self.side = side
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=side_environment(side))
+
+    def ask(self, command: str | None = None) -> dict:
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("@@ "):
+                return json.loads(line[3:])
+        raise SystemExit(f"the {self.side} worker stopped (exit code {self.proc.wait()})")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 # ------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -335,57 +428,64 @@ def main(argv=None) -> int:
     ap.add_argument("--model", choices=sorted(SHAPES), default="10m", help="model shape (default: the 10M Llama)")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--steps-per-turn", type=int, default=2,
+                    help="steps a side runs back to back in its turn; only the last is timed (default 2)")
+    ap.add_argument("--torch-huge-pages", action="store_true",
+                    help="also time PyTorch with the glibc heap settings our commands use (side torch_hp)")
     ap.add_argument("--quiet-wait", type=float, default=0.0,
                     help="before each round, wait up to this many seconds for other processes to go quiet")
     ap.add_argument("--quiet-foreign", type=float, default=0.3,
                     help="'quiet' = other processes used fewer cores than this over one second")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_child:
         print(json.dumps(memory_child()))
         return 0
-
-    import jax
-
-    import devices
-
     MODEL.clear()
     MODEL.update(SHAPES[args.model])
     variants = args.variants.split(",")
-    runs = {}
+    if args.worker:
+        worker(args.worker, variants, args.warmup)
+        return 0
+
+    side_names = ["jax"] + ([] if args.skip_torch else ["torch"] + (["torch_hp"] if args.torch_huge_pages else []))
     t0 = time.perf_counter()
-    for v in variants:
-        runs[("jax", v)] = jax_step(v)
-        if not args.skip_torch:
-            runs[("torch", v)] = torch_step(v)
-    for _ in range(args.warmup):
-        for fn in runs.values():
-            fn()
+    workers = {side: Worker(side, args) for side in side_names}  # they build and warm up concurrently
+    for w in workers.values():
+        w.ask()
+    info = {side: w.ask("info") for side, w in workers.items()}
     print(f"built and warmed up in {time.perf_counter() - t0:.0f}s; timing {args.rounds} rounds", flush=True)
+    runs = [(side, v) for v in variants for side in side_names]
     times = {k: [] for k in runs}
     cpu = {k: [] for k in runs}
     foreign = {k: [] for k in runs}
+    first_step = {k: [] for k in runs}
     load, peaks = [], []
     for r in range(args.rounds):
         if args.quiet_wait:
             wait_for_quiet(args.quiet_foreign, args.quiet_wait)
         load.append(os.getloadavg()[0])
-        for k, fn in runs.items():
-            wall, own, other = measure(fn)
-            times[k].append(wall)
-            cpu[k].append(own)
-            foreign[k].append(other)
-        peaks.append(matmul_peak(reps=3))
+        for side, v in runs:
+            *first, m = workers[side].ask(f"run {v} {args.steps_per_turn}")
+            times[(side, v)].append(m["wall"])
+            cpu[(side, v)].append(m["cpu"])
+            foreign[(side, v)].append(m["foreign"])
+            first_step[(side, v)] += [f["wall"] for f in first[:1]]
+        peaks.append(workers["jax"].ask("peak")["gflops"])
+    for w in workers.values():
+        w.close()
     peak = max(peaks)
 
     result = {
         "command": "python bench/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"device": devices.describe(), "cpu": devices.cpu_name(), "cores": os.cpu_count(),
+        "machine": {"device": info["jax"]["device"], "cpu": info["jax"]["cpu"], "cores": os.cpu_count(),
                     "loadavg_1min_per_round": [round(x, 2) for x in load],
                     "note": "shared machine: other processes ran during the measurement; 'foreign' "
                             "is the CPU (in cores) they used while a step ran"},
-        "versions": {"jax": jax.__version__},
+        "versions": {"jax": info["jax"]["jax"]},
+        "glibc_tunables": {side: i["glibc_tunables"] for side, i in info.items()},
         "model": dict(MODEL, params=model_config().num_params(), batch=BATCH, seq=SEQ, dtype="float32"),
         "rounds": args.rounds,
         "quiet_foreign_cores": args.quiet_foreign,
@@ -394,12 +494,9 @@ def main(argv=None) -> int:
         "variants": {},
     }
     if not args.skip_torch:
-        import torch
-        import transformers
-
-        result["versions"].update(torch=torch.__version__, transformers=transformers.__version__,
-                                  torch_threads=torch.get_num_threads())
-    print(f"\nran on {devices.describe()}")
+        result["versions"].update({k: info["torch"][k] for k in ("torch", "transformers", "torch_threads")})
+    print(f"\nran on {info['jax']['device']}; each side in its own process, GLIBC_TUNABLES: "
+          + ", ".join(f"{side} {i['glibc_tunables'] or '(none)'}" for side, i in info.items()))
     print(f"matmul peak (best jitted 2048^3 f32 over the rounds): {peak:.0f} GFLOP/s; "
           f"1-min load avg {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} cores")
     print(f"quiet rounds: both sides' steps ran while other processes used < {args.quiet_foreign} cores")
@@ -427,6 +524,7 @@ def main(argv=None) -> int:
                 "mfu_median": round(flops / med / (peak * 1e9), 4),
                 "all_s": [round(x, 4) for x in ts],
                 "all_foreign_cores": [round(x, 2) for x in foreign[(side, v)]],
+                "first_step_of_turn_s": [round(x, 4) for x in first_step[(side, v)]],
             }
             e = entry[side]
             print(f"{v:8s} {side:6s} {med:9.3f} {best:8.3f} {e['median_cpu_s']:6.2f} "
@@ -440,7 +538,7 @@ def main(argv=None) -> int:
                  "quiet_rounds_median": round(statistics.median([per_round[i] for i in quiet]), 3) if quiet else None}
             entry[f"ratio_{side}_over_torch"] = r
             q = r["quiet_rounds_median"]
-            print(f"{v:8s} ours / PyTorch tokens/s: medians {r['median']:.2f}x, per-round "
+            print(f"{v:8s} {side} / torch tokens/s: medians {r['median']:.2f}x, per-round "
                   f"{r['per_round_median']:.2f}x, best times {r['best']:.2f}x, quiet rounds "
                   f"{'-' if q is None else f'{q:.2f}x'} ({len(quiet)} of {args.rounds})")
         result["variants"][v] = entry
