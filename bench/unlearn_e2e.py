@@ -12,11 +12,12 @@ splitting documents at row ends (`split_across_rows`), as the PyTorch loop's row
 long token stream do; `--whole-examples` packs whole documents instead (rows end in padding).
 
   ours     `python -m synthflaw_jax unlearn` as a user starts it, in a process of its own that
-           re-executes itself with heap huge pages (synthflaw_jax/malloc_tuning.py; off with
-           --no-huge-pages): the data pipeline, the jitted step, metrics fetched every
-           --log-every steps, the NaN guard, the progress bar, one
-           checkpoint and the HF export at the end (outside the timed window). Steady state =
-           the median over the logging intervals but the first (which holds the compilation)
+           re-executes itself with its glibc heap settings, huge pages and freed memory kept
+           for reuse (synthflaw_jax/malloc_tuning.py; off with --no-huge-pages): the data
+           pipeline, the jitted step, metrics fetched every --log-every steps, the NaN guard,
+           the progress bar, one checkpoint and the HF export at the end (outside the timed
+           window). Steady state = the median over the logging intervals but the first (which
+           holds the compilation)
            and the last (the final checkpoint) of the run's logged tokens_per_s, scaled from
            all tokens in the rows to those with a loss (`replay_tokens` / `tokens`).
   PyTorch  `LlamaForCausalLM.from_pretrained` of the same directory, `torch.optim.AdamW` with
@@ -48,6 +49,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import devices  # noqa: E402
+from synthflaw_jax import malloc_tuning  # noqa: E402
 import train_step  # noqa: E402  (the shared model shape and optimizer settings)
 
 BATCH, SEQ = train_step.BATCH, train_step.SEQ
@@ -91,7 +93,7 @@ def ours(hf: pathlib.Path, data: pathlib.Path, workdir: pathlib.Path, steps: int
            *(f"--config.{k}={v}" for k, v in overrides.items())]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     if not huge_pages:
-        env["SYNTHFLAW_MALLOC_RELAUNCHED"] = "1"  # as if already re-executed: runs as started
+        env[malloc_tuning.RELAUNCHED] = "1"  # as if already re-executed: runs as started
     subprocess.run(cmd, check=True, env=env)
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     intervals: list[list[dict]] = []  # rows of one logging interval share its tokens_per_s
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--log-every", type=int, default=5)
     p.add_argument("--whole-examples", action="store_true", help="pack whole documents (no splitting at row ends)")
-    p.add_argument("--no-huge-pages", action="store_true", help="run our command without its heap huge pages")
+    p.add_argument("--no-huge-pages", action="store_true", help="run our command without its glibc heap settings")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "unlearn_e2e.json"))
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
