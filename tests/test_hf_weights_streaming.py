@@ -80,6 +80,10 @@ def test_threaded_writer_matches_safetensors_and_reports_a_bad_tensor(tmp_path):
     with safe_open(str(tmp_path / "x.safetensors"), framework="numpy") as f:
         for n, a in tensors.items():
             assert np.array_equal(f.get_tensor(n), a)
+    raw = (tmp_path / "x.safetensors").read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    assert (8 + header_len) % 4096 == 0 and raw[8:8 + header_len].endswith(b" ")  # data starts block-aligned
+    assert len(raw) == 8 + header_len + sum(a.nbytes for a in tensors.values())
     bad = entries[:2] + [("t2", lambda out=None: np.zeros((9, 9), np.float32), (3, 3), np.dtype(np.float32))]
     with pytest.raises(SynthflawError, match="t2"):
         hf_weights._write_one_file(tmp_path / "y.safetensors", bad, Bar())
