@@ -6,8 +6,9 @@ its host (Firecracker's free-page reporting) allocating those pages costs more t
 a buffered 2 GB write measured 350 MB/s there, the same write with O_DIRECT 1.8 GB/s. O_DIRECT
 needs block-aligned buffers, lengths and file offsets, so the writer sends block-aligned runs of
 a block-aligned array straight to the disk and passes everything else through a small aligned
-staging buffer. Where O_DIRECT is missing (macOS) or refused (tmpfs, some network or FUSE
-filesystems) it writes through the page cache as any file does; the bytes are the same.
+staging buffer. Where O_DIRECT is missing (macOS) or refused (tmpfs before Linux 6.6, some
+network or FUSE filesystems) it writes through the page cache as any file does; the bytes are
+the same.
 """
 from __future__ import annotations
 
