@@ -184,9 +184,7 @@ class SafetensorsReader:
         memory-mapped pages would stay resident and count twice against host memory.
         `out`: a C-contiguous buffer of the tensor's shape and dtype to read into (a scratch
         buffer reused across layers never page-faults again); otherwise a 64-byte-aligned one."""
-        if name not in self.location:
-            raise SynthflawError(f"{self.dir}: tensor {name!r} is missing from the checkpoint")
-        path = self.location[name]
+        path = self._file_of(name)
         offset, dtype, shape = self._entry(path, name)
         if out is None or out.shape != shape or out.dtype != dtype:
             out = aligned_empty(shape, dtype)
@@ -199,9 +197,12 @@ class SafetensorsReader:
 
     def stored_dtype(self, name: str) -> np.dtype:
         """The dtype one tensor is stored in, from the file's header."""
+        return self._entry(self._file_of(name), name)[1]
+
+    def _file_of(self, name: str) -> pathlib.Path:
         if name not in self.location:
             raise SynthflawError(f"{self.dir}: tensor {name!r} is missing from the checkpoint")
-        return self._entry(self.location[name], name)[1]
+        return self.location[name]
 
     def _entry(self, path: pathlib.Path, name: str) -> tuple[int, np.dtype, tuple[int, ...]]:
         """(absolute data offset, dtype, shape) of one tensor, from the file's header."""
@@ -298,24 +299,21 @@ def iter_params(reader: SafetensorsReader, cfg: ModelConfig, place: Callable, dt
                 stacked = aligned_empty(((cfg.num_hidden_layers,) if m.layered else ()) + m.shape, stored_dtype)
                 for _ in workers.map(lambda i, name: read_transposed(stacked, m, i, name), range(len(names)), names):
                     bar.update(1)
-                placed = place(m.path, stacked)
-                del stacked
-                yield m.path, placed
-                continue
-            stacked = None
-            for i, name in enumerate(names):
-                ours = m.to_ours(reader.get(name))
-                if cast is not None:
-                    ours = ours.astype(cast)
-                if not m.layered:
-                    stacked = ours if ours.flags.c_contiguous and ours.ctypes.data % 64 == 0 else \
-                        _aligned_copy(ours)
-                else:
-                    if stacked is None:
-                        stacked = aligned_empty((cfg.num_hidden_layers,) + ours.shape, ours.dtype)
-                    stacked[i] = ours
-                del ours
-                bar.update(1)
+            else:
+                stacked = None
+                for i, name in enumerate(names):
+                    ours = m.to_ours(reader.get(name))
+                    if cast is not None:
+                        ours = ours.astype(cast)
+                    if not m.layered:
+                        stacked = ours if ours.flags.c_contiguous and ours.ctypes.data % 64 == 0 else \
+                            _aligned_copy(ours)
+                    else:
+                        if stacked is None:
+                            stacked = aligned_empty((cfg.num_hidden_layers,) + ours.shape, ours.dtype)
+                        stacked[i] = ours
+                    del ours
+                    bar.update(1)
             placed = place(m.path, stacked)
             del stacked
             yield m.path, placed
