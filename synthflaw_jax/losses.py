@@ -238,10 +238,12 @@ def masked_token_kl(
     Positions of weight 0 are zeroed before the KL, so inf/NaN there reach neither the value
     nor the gradient.
     """
-    used = (weights > 0)[..., None]
-    logits = jnp.where(used, logits[:, :-1], jnp.zeros((), logits.dtype))
-    ref_logits = jnp.where(used, ref_logits[:, :-1], jnp.zeros((), ref_logits.dtype))
-    kl = token_kl(logits, ref_logits)
+    # computed on all T positions (the last, weight 0, is cut afterwards): the same values
+    # without a [B, T-1, V] copy of each logits array (XLA:CPU copies the slice)
+    used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
+    logits = jnp.where(used, logits, jnp.zeros((), logits.dtype))
+    ref_logits = jnp.where(used, ref_logits, jnp.zeros((), ref_logits.dtype))
+    kl = token_kl(logits, ref_logits)[:, :-1]
     return jnp.sum(jnp.where(weights > 0, kl * weights, 0.0)), jnp.sum(weights)
 
 
