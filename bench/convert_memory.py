@@ -11,7 +11,7 @@ getrusage at the end, so every peak is its own):
   orbax_to_hf   `python -m synthflaw_jax convert orbax-to-hf`, likewise
   torch_resave  transformers from_pretrained(dtype=bfloat16) + save_pretrained (the baseline)
   torch_import  python importing torch + transformers (the baseline's fixed cost)
-Prints a table and writes bench/results/convert_memory.json. When the 1.3 target is missed (or
+Prints a table and writes bench/results/convert_memory.json (or --out). When the memory target is missed (or
 with --profile) it also runs the library step by step, sampling RSS (anonymous and file-backed)
 after and during every step. --prototypes also measures bench-only prototypes of the proposed
 streaming fix and checks that the prototype's HF output is bit-identical to the input.
@@ -506,6 +506,8 @@ def parse_args(argv=None):
     p.add_argument("--settle", type=float, default=5.0,
                    help="seconds to wait after deleting a job's old output, before the job (default 5)")
     p.add_argument("--profile", action="store_true", help="profile even when the target is met")
+    p.add_argument("--out", help="write the results here (default: bench/results/convert_memory.json, "
+                                 "or convert_memory_PRESET.json for other presets)")
     p.add_argument("--prototypes", action="store_true",
                    help="also measure prototypes of the proposed streaming fix (bench-only code)")
     p.add_argument("--child", nargs=3, metavar=("KIND", "SRC", "DST"), help=argparse.SUPPRESS)
@@ -572,7 +574,8 @@ def main(argv=None) -> int:
                       "prototype_to_hf_equals_input": same_tensors(hf_dir, work / "x_hf")}
             report["prototypes"]["checks"] = checks
             print(f"prototype outputs bit-identical: {checks}")
-        results = RESULTS if args.preset == "1b" else RESULTS.with_name(f"convert_memory_{args.preset}.json")
+        results = pathlib.Path(args.out) if args.out else \
+            RESULTS if args.preset == "1b" else RESULTS.with_name(f"convert_memory_{args.preset}.json")
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {results}")
