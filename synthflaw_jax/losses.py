@@ -81,16 +81,22 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
     return picked - lse
 
 
+def _zero_unweighted(logits: Array, weights: Array) -> Array:
+    """logits [B, T, V] with every position whose next-token weight ([B, T-1]) is 0, and the
+    last position, replaced by 0 (the "double where"): a later `where` keeps their value out
+    of the loss, this keeps inf/NaN there out of the gradient (0 * NaN in the backward pass
+    of the log-softmax). The losses then run on all T positions and cut the last afterwards:
+    the same values without materialising a [B, T-1, V] copy (XLA:CPU copies the slice)."""
+    used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
+    return jnp.where(used, logits, jnp.zeros((), logits.dtype))
+
+
 def _predicting_log_probs(logits: Array, targets: Array, weights: Array | None = None) -> Array:
     """token_log_probs(logits[:, :-1], targets) for next-token targets [B, T-1], computed
-    on all T positions (a dummy target for the last) and cut afterwards: the same values
-    without materialising a [B, T-1, V] copy of the logits (XLA:CPU copies the slice).
-    With `weights` [B, T-1], logits at positions of weight 0 are replaced by 0 first (the
-    "double where"): a later `where` keeps their value out of the loss, this keeps inf/NaN
-    there out of the gradient (0 * NaN in the backward pass of the log-softmax)."""
+    on all T positions (a dummy target for the last) and cut afterwards; with `weights`
+    [B, T-1], positions of weight 0 are zeroed first (`_zero_unweighted`)."""
     if weights is not None:
-        used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
-        logits = jnp.where(used, logits, jnp.zeros((), logits.dtype))
+        logits = _zero_unweighted(logits, weights)
     padded = jnp.pad(targets, ((0, 0), (0, 1)))
     return token_log_probs(logits, padded)[:, :-1]
 
@@ -238,12 +244,7 @@ def masked_token_kl(
     Positions of weight 0 are zeroed before the KL, so inf/NaN there reach neither the value
     nor the gradient.
     """
-    # computed on all T positions (the last, weight 0, is cut afterwards): the same values
-    # without a [B, T-1, V] copy of each logits array (XLA:CPU copies the slice)
-    used = jnp.pad(weights > 0, ((0, 0), (0, 1)))[..., None]
-    logits = jnp.where(used, logits, jnp.zeros((), logits.dtype))
-    ref_logits = jnp.where(used, ref_logits, jnp.zeros((), ref_logits.dtype))
-    kl = token_kl(logits, ref_logits)[:, :-1]
+    kl = token_kl(_zero_unweighted(logits, weights), _zero_unweighted(ref_logits, weights))[:, :-1]
     return jnp.sum(jnp.where(weights > 0, kl * weights, 0.0)), jnp.sum(weights)
 
 
