@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from synthflaw_jax import malloc_tuning
+from synthflaw_jax import malloc_tuning, stopping
 from synthflaw_jax.errors import SynthflawError
 
 
@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except SynthflawError as err:
         print(f"synthflaw {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except stopping.RunStopped as stop:  # SIGTERM or Ctrl-C during training: the step is saved
+        print(f"synthflaw {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print(f"synthflaw {args.command}: interrupted", file=sys.stderr)
         return 130

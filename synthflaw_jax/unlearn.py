@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from synthflaw_jax import checkpoint as ckpt_lib
-from synthflaw_jax import config_io, convert, hf_weights, losses, outputs, runtime, train
+from synthflaw_jax import config_io, convert, hf_weights, losses, outputs, runtime, stopping, train
 from synthflaw_jax import sharding as shd
 from synthflaw_jax.data import config as data_config
 from synthflaw_jax.data import layout, pipeline, scope
@@ -392,27 +392,36 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress
     files = _RunFiles(workdir) if main else None
     metrics_log = MetricsLog(files.dir / "metrics.jsonl" if main else None, config.train.log_every, bar,
                              files.dir / "tensorboard" if main else None)
-    try:
-        for step in range(start + 1, total_steps + 1):
-            host_batch = next(data)
-            batch = {name: _to_global(b, mesh) for name, b in host_batch.items()}
-            state, metrics = step_fn(state, batch, ref_params)
-            metrics_log.add(step, metrics)
-            bar.update(1)
-            if step % int(config.checkpoint.every) == 0 or step == total_steps:
-                metrics_log.flush()  # never save a step before its loss was seen to be finite
-                checkpointer.save(step, state, data.get_state(), force=True)
-                if files is not None:
-                    files.publish()
-        metrics_log.flush()
-    except StopIteration:
-        raise SynthflawError("data: a stream ran out before train.steps (set data.num_epochs=0 to repeat)") from None
-    finally:
-        bar.close()
-        metrics_log.close()
-        checkpointer.close()
-        if files is not None:
-            files.close()
+    # a SIGTERM (preemption) or Ctrl-C checkpoints the step in flight and stops (stopping.py);
+    # the handlers stay until the last save is committed
+    with stopping.StopSignals(f"synthflaw {label}") as stop:
+        last = start
+        try:
+            for step in range(start + 1, total_steps + 1):
+                host_batch = next(data)
+                batch = {name: _to_global(b, mesh) for name, b in host_batch.items()}
+                state, metrics = step_fn(state, batch, ref_params)
+                metrics_log.add(step, metrics)
+                bar.update(1)
+                last, stopping_here = step, stop.should_stop(step)
+                if step % int(config.checkpoint.every) == 0 or step == total_steps or stopping_here:
+                    metrics_log.flush()  # never save a step before its loss was seen to be finite
+                    checkpointer.save(step, state, data.get_state(), force=True)
+                    if files is not None:
+                        files.publish()
+                if stopping_here:
+                    break
+            metrics_log.flush()
+        except StopIteration:
+            raise SynthflawError("data: a stream ran out before train.steps (set data.num_epochs=0 to repeat)") from None
+        finally:
+            bar.close()
+            metrics_log.close()
+            checkpointer.close()  # waits until the last save is committed
+            if files is not None:
+                files.close()
+    if stop.signum is not None:  # the loop's last step was saved (a stop, or the final step)
+        raise stopping.RunStopped(last, stop.signum)
 
     hf_dir = None
     if config.checkpoint.export_hf:
