@@ -42,11 +42,12 @@ class StopSignals:
     back on exit. `should_stop(step)` tells the loop, once per step, whether to save and stop."""
 
     def __init__(self, label: str = "synthflaw"):
-        self.label = label
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
         import jax
 
+        self.label = label
+        self.signum: int | None = None
+        self._announced = False
+        self._previous: dict[int, object] = {}
         self._multi_process = jax.process_count() > 1
 
     def __enter__(self) -> "StopSignals":
@@ -61,14 +62,11 @@ class StopSignals:
         self._previous.clear()
 
     def _on_signal(self, signum, frame) -> None:
+        # only records: writing to stderr here could re-enter a write the main thread is in
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # asked twice: stop now, without the save
         if self.signum is None:
             self.signum = signum
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"{self.label}: {signal.Signals(signum).name} received; finishing this step, checkpointing "
-                       "it and stopping (Ctrl-C again to stop at once)", file=sys.stderr)  # above any progress bar
 
     def should_stop(self, step: int) -> bool:
         """Whether the run should checkpoint `step` and stop. Call it once per step, on every
@@ -80,8 +78,19 @@ class StopSignals:
                 reached = multihost_utils.reached_preemption_sync_point(step)
             except RuntimeError:  # the service is off (jax_enable_preemption_service=False)
                 self._multi_process = False
-                return self.signum is not None
+                return self.should_stop(step)
             if reached:
                 self.signum = signal.SIGTERM
+                self._announce(step)
             return reached
+        if self.signum is not None:
+            self._announce(step)
         return self.signum is not None
+
+    def _announce(self, step: int) -> None:
+        if not self._announced:
+            from tqdm.auto import tqdm
+
+            self._announced = True
+            tqdm.write(f"{self.label}: {signal.Signals(self.signum).name} received; checkpointing step {step} and "
+                       "stopping (Ctrl-C again to stop at once)", file=sys.stderr)  # above any progress bar

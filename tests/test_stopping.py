@@ -56,6 +56,7 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_finishes_identically(tmp_pat
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("synthflaw unlearn: stopped at step 3 on SIGTERM"), result.stderr[-3000:]
+    assert "synthflaw unlearn: SIGTERM received; checkpointing step 3 and stopping" in result.stderr
     assert _steps(work) == [3]  # saved although checkpoint.every is 100
     assert not (work / "hf").exists() and not (work / "summary.json").exists()
 
