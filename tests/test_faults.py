@@ -65,6 +65,26 @@ def _kill_on_call(module: str, attr: str, call: int, after: bool = True) -> str:
     """
 
 
+def signal_in_step(signum: int, calls: tuple[int, ...]) -> str:
+    """Child patch: the train step sends `signum` to its own process right after the listed
+    calls (counted from 1) dispatched their computation."""
+    return f"""
+        import os
+        from synthflaw_jax import train
+        _make = train.make_train_step
+        def make(*a, **k):
+            step, calls = _make(*a, **k), [0]
+            def run(*args):
+                calls[0] += 1
+                out = step(*args)
+                if calls[0] in {calls!r}:
+                    os.kill(os.getpid(), {int(signum)})
+                return out
+            return run
+        train.make_train_step = make
+    """
+
+
 def _killed(result):
     assert result.returncode == -signal.SIGKILL, (result.returncode, result.stderr[-2000:])
 
@@ -111,21 +131,7 @@ def test_unlearn_survives_kills_and_a_full_disk(tmp_path):
         assert _tree_hash(work / "checkpoints" / str(s)) == digest
     assert set(steps()) == set(committed)
     # 4. the middle of a step: killed right after the step's computation was dispatched
-    _killed(_child(argv, """
-        import os, signal
-        from synthflaw_jax import train
-        _make = train.make_train_step
-        def make(*a, **k):
-            step, calls = _make(*a, **k), [0]
-            def run(*args):
-                calls[0] += 1
-                out = step(*args)
-                if calls[0] == 2:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return out
-            return run
-        train.make_train_step = make
-    """))
+    _killed(_child(argv, signal_in_step(signal.SIGKILL, (2,))))
     # 5. the HF export: killed after the weights were written, before the config
     _killed(_child(argv, _kill_on_call("synthflaw_jax.hf_weights", "write_safetensors", 1)))
     assert max(steps()) == 6 and not (work / "hf").exists()  # the half-written export is hidden

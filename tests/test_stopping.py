@@ -2,7 +2,7 @@
 checkpointed, the command exits 128 + the signal number with one line saying so, and a rerun
 resumes from that step and finishes bit-identical to an uninterrupted run.
 
-The signal is sent by the child to itself from inside a patched train step (as
+The signal is sent by the child to itself from a patched train step (`signal_in_step`, as
 test_faults.py sends SIGKILL): it arrives while a step is running, as a scheduler's does."""
 from __future__ import annotations
 
@@ -17,29 +17,10 @@ import pytest
 
 from synthflaw_jax import stopping
 from synthflaw_jax.cli import main
-from tests.test_faults import CONFIG, _child, _params
+from tests.test_faults import CONFIG, _child, _params, signal_in_step
 
 ARGS = ["--config.train.steps=6", "--config.checkpoint.every=100", "--config.train.log_every=1",
         "--config.data.seq_len=64", "--config.checkpoint.keep=3"]
-
-
-def _signal_in_step(signum: int, calls: tuple[int, ...]) -> str:
-    """Child patch: the train step sends `signum` to its own process during the listed calls."""
-    return f"""
-        import os
-        from synthflaw_jax import train
-        _make = train.make_train_step
-        def make(*a, **k):
-            step, calls = _make(*a, **k), [0]
-            def run(*args):
-                calls[0] += 1
-                out = step(*args)
-                if calls[0] in {calls!r}:
-                    os.kill(os.getpid(), {int(signum)})
-                return out
-            return run
-        train.make_train_step = make
-    """
 
 
 def _steps(work: pathlib.Path) -> list[int]:
@@ -52,7 +33,7 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_finishes_identically(tmp_pat
 
     work = tmp_path / "work"
     argv = ["unlearn", "--config", CONFIG, "--workdir", str(work), "--no-progress", *ARGS]
-    result = _child(argv, _signal_in_step(signal.SIGTERM, (3,)))
+    result = _child(argv, signal_in_step(signal.SIGTERM, (3,)))
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("synthflaw unlearn: stopped at step 3 on SIGTERM"), result.stderr[-3000:]
@@ -70,13 +51,13 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_finishes_identically(tmp_pat
 def test_ctrl_c_saves_and_a_second_one_stops_at_once(tmp_path):
     work = tmp_path / "work"
     argv = ["unlearn", "--config", CONFIG, "--workdir", str(work), "--no-progress", *ARGS]
-    result = _child(argv, _signal_in_step(signal.SIGINT, (2,)))
+    result = _child(argv, signal_in_step(signal.SIGINT, (2,)))
     assert result.returncode == 130, result.stderr[-3000:]
     assert "stopped at step 2 on SIGINT" in result.stderr.strip().splitlines()[-1]
     assert _steps(work) == [2]
 
     # twice in one step: no save, the ordinary "interrupted"; the saved step 2 is untouched
-    result = _child(argv, _signal_in_step(signal.SIGINT, (1,)) + """
+    result = _child(argv, signal_in_step(signal.SIGINT, (1,)) + """
         _once = train.make_train_step
         def twice(*a, **k):
             step = _once(*a, **k)
