@@ -25,6 +25,7 @@ import math
 import os
 import pathlib
 import shutil
+import socket
 from typing import Mapping, Sequence
 
 import jax
@@ -369,16 +370,40 @@ def check_bucket(path, what: str | None = None) -> None:
     _checked_buckets.add(bucket)
 
 
+_CACHE_PREFIX = "synthflaw-bucket-"
+
+
 def _cache_dir() -> pathlib.Path:
-    """This process's local directory for downloaded bucket inputs (removed at exit)."""
+    """This process's local directory for downloaded bucket inputs (removed at exit). Its
+    name carries the host and the process id, so that the next process on the host can
+    remove what a killed one left (`_remove_dead_caches`)."""
     if not _cache_root:
         import atexit
         import tempfile
 
-        root = pathlib.Path(tempfile.mkdtemp(prefix="synthflaw-bucket-"))
+        host = socket.gethostname().replace("-", "_")
+        root = pathlib.Path(tempfile.mkdtemp(prefix=f"{_CACHE_PREFIX}{host}-{os.getpid()}-"))
         atexit.register(shutil.rmtree, root, True)
+        _remove_dead_caches(root.parent, host)
         _cache_root.append(root)
     return _cache_root[0]
+
+
+def _remove_dead_caches(tmp: pathlib.Path, host: str) -> None:
+    """Remove the download directories that processes of this user on this host left when
+    they were killed (no exit handler ran): those whose process no longer exists. A live
+    process, another user's or another host's directory (a shared TMPDIR) is left alone."""
+    for path in tmp.glob(f"{_CACHE_PREFIX}{host}-*-*"):
+        pid = path.name[len(_CACHE_PREFIX) + len(host) + 1:].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # raises if there is no such process
+        except ProcessLookupError:
+            log.info("removing %s, left by process %s that no longer runs", path, pid)
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # PermissionError: the pid is alive (another user's); or the path vanished
+            continue
 
 
 def source_name(path) -> str:

@@ -126,10 +126,14 @@ def _data_overrides(root: str) -> list[str]:
             "--config.data.streams.replay.source_type=jsonl"]
 
 
-def test_unlearn_in_the_bucket_resumes_after_a_kill(gcs_bucket, tmp_path):
+def test_unlearn_in_the_bucket_resumes_after_a_kill(gcs_bucket, tmp_path, monkeypatch):
     """Data and workdir in the bucket; killed (SIGKILL) while the second checkpoint is being
     saved; the rerun resumes from the last complete checkpoint and exports an HF directory
-    identical, file for file, to an uninterrupted run on local disk."""
+    identical, file for file, to an uninterrupted run on local disk, and removes the downloads
+    the killed process left in TMPDIR."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the children's download directories
+    (tmp_path / "tmp").mkdir()
+    downloads = lambda: sorted((tmp_path / "tmp").glob("synthflaw-bucket-*"))  # noqa: E731
     data = tmp_path / "data"
     _write_data(data)
     gcs_bucket.fs.put(str(data) + "/", f"{gcs_bucket.name}/unlearn/data/", recursive=True)
@@ -152,8 +156,10 @@ def test_unlearn_in_the_bucket_resumes_after_a_kill(gcs_bucket, tmp_path):
                        if p.rsplit("/", 1)[-1].isdigit() and fs.exists(f"{p}/commit_success.txt"))
     assert committed and 2 in committed and max(committed) <= 4
     assert not fs.exists(f"{gcs_bucket.name}/unlearn/work/hf/config.json")
+    assert len(downloads()) == 1  # the killed process's exit handler never ran
 
     result = _ok(_cli(gcs_bucket, argv))
+    assert downloads() == []  # the rerun removed it (and its own at exit)
     bucket_s = time.perf_counter() - started
     print(f"\nunlearn: bucket {bucket_s:.1f}s (killed run + resumed run, 2 processes), local {local_s:.1f}s (in-process, uninterrupted)")
     summary = json.loads(fs.cat_file(f"{gcs_bucket.name}/unlearn/work/summary.json"))
@@ -310,3 +316,17 @@ def test_bucket_outputs_contract(gcs_bucket):
     with pytest.raises(SynthflawError, match="is a directory"):
         outputs.write_text(out, "x", overwrite=True)
     assert fs.cat_file(f"{root}/one.json") == b"first"
+
+
+def test_only_dead_processes_download_directories_are_removed(tmp_path):
+    from synthflaw_jax import runtime
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    made = {name: tmp_path / f"synthflaw-bucket-{name}" for name in (
+        f"h-{finished.pid}-dead", f"h-{os.getpid()}-alive", f"other-{finished.pid}-otherhost", "h-x1-odd")}
+    for path in made.values():
+        (path / "0").mkdir(parents=True)
+    runtime._remove_dead_caches(tmp_path, "h")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for name, p in made.items() if not name.endswith("-dead"))
