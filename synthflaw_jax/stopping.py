@@ -81,16 +81,16 @@ class StopSignals:
                 return self.should_stop(step)
             if reached:
                 self.signum = signal.SIGTERM
-                self._announce(step)
+                self._announce(step, "a host of this job got SIGTERM; every host is checkpointing")
             return reached
         if self.signum is not None:
-            self._announce(step)
+            self._announce(step, f"{signal.Signals(self.signum).name} received; checkpointing")
         return self.signum is not None
 
-    def _announce(self, step: int) -> None:
+    def _announce(self, step: int, what: str) -> None:
         if not self._announced:
             from tqdm.auto import tqdm
 
             self._announced = True
-            tqdm.write(f"{self.label}: {signal.Signals(self.signum).name} received; checkpointing step {step} and "
-                       "stopping (Ctrl-C again to stop at once)", file=sys.stderr)  # above any progress bar
+            tqdm.write(f"{self.label}: {what} step {step} and stopping (Ctrl-C again to stop at once)",
+                       file=sys.stderr)  # above any progress bar

@@ -4,7 +4,9 @@ import json
 import os
 import pathlib
 import subprocess
+import signal
 import sys
+import textwrap
 import time
 
 import jax
@@ -32,16 +34,22 @@ def _free_port() -> int:
     return portpicker.pick_unused_port()
 
 
-def _run_two_processes(workdir: pathlib.Path, timeout: float = 400) -> list[str]:
+def _run_two_processes(workdir: pathlib.Path, timeout: float = 400, overrides=OVERRIDES, patches=("", ""),
+                       returncode: int = 0) -> list[str]:
+    """`synthflaw unlearn` as a two-process job; process i first runs `patches[i]` (Python, as
+    test_faults.py's children do). Both must exit with `returncode`."""
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = []
     for i in range(2):
-        cmd = [sys.executable, "-m", "synthflaw_jax", "unlearn", "--config", CONFIG, "--workdir", str(workdir),
-               "--no-progress", *OVERRIDES, "--config.runtime.distributed=on",
-               f"--config.runtime.coordinator_address=127.0.0.1:{port}", "--config.runtime.num_processes=2",
-               f"--config.runtime.process_id={i}"]
+        argv = ["unlearn", "--config", CONFIG, "--workdir", str(workdir), "--no-progress", *overrides,
+                "--config.runtime.distributed=on", f"--config.runtime.coordinator_address=127.0.0.1:{port}",
+                "--config.runtime.num_processes=2", f"--config.runtime.process_id={i}"]
+        cmd = [sys.executable, "-m", "synthflaw_jax", *argv]
+        if patches[i]:
+            code = textwrap.dedent(patches[i]) + f"\nimport sys\nfrom synthflaw_jax.cli import main\nsys.exit(main({argv!r}))\n"
+            cmd = [sys.executable, "-c", code]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True))
     deadline = time.monotonic() + timeout
@@ -56,7 +64,7 @@ def _run_two_processes(workdir: pathlib.Path, timeout: float = 400) -> list[str]
                 p.kill()
                 p.wait()
     for i, (p, out) in enumerate(zip(procs, outputs)):
-        assert p.returncode == 0, f"process {i} failed:\n{out[-3000:]}"
+        assert p.returncode == returncode, f"process {i} exited {p.returncode}:\n{out[-3000:]}"
     return outputs
 
 
@@ -124,6 +132,31 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(tmp_path, m
     assert sorted(a) == sorted(b)
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_sigterm_on_one_host_makes_both_save_the_same_step_and_the_rerun_resumes(tmp_path):
+    """A preemption notice (SIGTERM) to process 1 only, during its third step: JAX's preemption
+    service tells both hosts, both checkpoint the same step and exit 143; the rerun resumes
+    from that step and finishes."""
+    from tests.test_faults import signal_in_step
+
+    work = tmp_path / "work"
+    overrides = ["--config.train.steps=6", "--config.train.log_every=1", "--config.checkpoint.every=100",
+                 "--config.data.batch_size=16"]
+    outputs = _run_two_processes(work, overrides=overrides, patches=("", signal_in_step(signal.SIGTERM, (3,))),
+                                 returncode=128 + signal.SIGTERM)
+    stopped = [[line for line in out.splitlines() if line.startswith("synthflaw unlearn: stopped at step")]
+               for out in outputs]
+    assert all(len(s) == 1 for s in stopped), outputs[0][-2000:]
+    assert stopped[0] == stopped[1]  # the same step on both hosts
+    step = int(stopped[0][0].split()[5])
+    assert 3 <= step < 6
+    assert sorted(int(p.name) for p in (work / "checkpoints").iterdir()) == [step]
+    assert "every host is checkpointing step" in outputs[0]  # process 0 got no signal itself
+
+    outputs = _run_two_processes(work, overrides=overrides)
+    assert all("unlearned to step 6 (resumed from step %d)" % step in out for out in outputs), outputs[0][-2000:]
+    assert [json.loads(line)["step"] for line in (work / "metrics.jsonl").read_text().splitlines()] == list(range(1, 7))
 
 
 # --------------------------------------------------------------------------- unit tests
