@@ -32,11 +32,16 @@ OVERRIDES = ["--config.train.steps=6", "--config.checkpoint.every=2", "--config.
              "--config.data.seq_len=64", "--config.checkpoint.keep=3"]
 
 
+def patched_cli(argv, patch: str) -> list[str]:
+    """The command running `synthflaw ARGV` in a fresh Python after `patch` (Python source)."""
+    code = textwrap.dedent(patch) + f"\nimport sys\nfrom synthflaw_jax.cli import main\nsys.exit(main({argv!r}))\n"
+    return [sys.executable, "-c", code]
+
+
 def _child(argv, patch: str = "", fsize: int | None = None) -> subprocess.CompletedProcess:
     """`synthflaw ARGV` in a fresh process, after running `patch` (Python) in it; `fsize`
     limits the size of any file it writes (SIGXFSZ ignored, so a write fails with EFBIG)."""
-    code = textwrap.dedent(patch) + f"\nimport sys\nfrom synthflaw_jax.cli import main\nsys.exit(main({argv!r}))\n"
-    cmd = [sys.executable, "-c", code]
+    cmd = patched_cli(argv, patch)
     if fsize is not None:  # through the shell: no fork-time Python hook in this (threaded) process
         cmd = ["bash", "-c", f"trap '' XFSZ; ulimit -f {fsize // 1024}; exec \"$0\" \"$@\"", *cmd]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -65,9 +70,9 @@ def _kill_on_call(module: str, attr: str, call: int, after: bool = True) -> str:
     """
 
 
-def signal_in_step(signum: int, calls: tuple[int, ...]) -> str:
-    """Child patch: the train step sends `signum` to its own process right after the listed
-    calls (counted from 1) dispatched their computation."""
+def signal_in_step(signum: int, calls: tuple[int, ...], times: int = 1) -> str:
+    """Child patch: the train step sends `signum` to its own process (`times` times in a row)
+    right after the listed calls (counted from 1) dispatched their computation."""
     return f"""
         import os
         from synthflaw_jax import train
@@ -78,7 +83,8 @@ def signal_in_step(signum: int, calls: tuple[int, ...]) -> str:
                 calls[0] += 1
                 out = step(*args)
                 if calls[0] in {calls!r}:
-                    os.kill(os.getpid(), {int(signum)})
+                    for _ in range({int(times)}):
+                        os.kill(os.getpid(), {int(signum)})
                 return out
             return run
         train.make_train_step = make

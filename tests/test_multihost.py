@@ -3,10 +3,9 @@ as one 8-device job, and the runtime's detection / mesh / path logic."""
 import json
 import os
 import pathlib
-import subprocess
 import signal
+import subprocess
 import sys
-import textwrap
 import time
 
 import jax
@@ -19,6 +18,7 @@ from synthflaw_jax import sharding as shd
 from synthflaw_jax.config_io import apply_overrides, load_config_file
 from synthflaw_jax.data import pipeline
 from synthflaw_jax.errors import SynthflawError
+from tests.test_faults import patched_cli, signal_in_step
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "tiny.py")
@@ -46,10 +46,7 @@ def _run_two_processes(workdir: pathlib.Path, timeout: float = 400, overrides=OV
         argv = ["unlearn", "--config", CONFIG, "--workdir", str(workdir), "--no-progress", *overrides,
                 "--config.runtime.distributed=on", f"--config.runtime.coordinator_address=127.0.0.1:{port}",
                 "--config.runtime.num_processes=2", f"--config.runtime.process_id={i}"]
-        cmd = [sys.executable, "-m", "synthflaw_jax", *argv]
-        if patches[i]:
-            code = textwrap.dedent(patches[i]) + f"\nimport sys\nfrom synthflaw_jax.cli import main\nsys.exit(main({argv!r}))\n"
-            cmd = [sys.executable, "-c", code]
+        cmd = patched_cli(argv, patches[i]) if patches[i] else [sys.executable, "-m", "synthflaw_jax", *argv]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True))
     deadline = time.monotonic() + timeout
@@ -138,8 +135,6 @@ def test_sigterm_on_one_host_makes_both_save_the_same_step_and_the_rerun_resumes
     """A preemption notice (SIGTERM) to process 1 only, during its third step: JAX's preemption
     service tells both hosts, both checkpoint the same step and exit 143; the rerun resumes
     from that step and finishes."""
-    from tests.test_faults import signal_in_step
-
     work = tmp_path / "work"
     overrides = ["--config.train.steps=6", "--config.train.log_every=1", "--config.checkpoint.every=100",
                  "--config.data.batch_size=16"]

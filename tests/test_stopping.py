@@ -57,17 +57,7 @@ def test_ctrl_c_saves_and_a_second_one_stops_at_once(tmp_path):
     assert _steps(work) == [2]
 
     # twice in one step: no save, the ordinary "interrupted"; the saved step 2 is untouched
-    result = _child(argv, signal_in_step(signal.SIGINT, (1,)) + """
-        _once = train.make_train_step
-        def twice(*a, **k):
-            step = _once(*a, **k)
-            def run(*args):
-                out = step(*args)
-                os.kill(os.getpid(), 2)
-                return out
-            return run
-        train.make_train_step = twice
-    """)
+    result = _child(argv, signal_in_step(signal.SIGINT, (1,), times=2))
     assert result.returncode == 130, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == "synthflaw unlearn: interrupted"
     assert _steps(work) == [2]
