@@ -10,6 +10,7 @@ from synthflaw_jax.models import llama, presets
 from synthflaw_jax.planning import hlo
 from synthflaw_jax.sharding import make_mesh
 
+from tests.test_attention_kernels import products_outside_the_fast_kernel
 from tests.test_train import _fake_batch, small_config
 
 MODEL = presets.tiny(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
@@ -94,3 +95,13 @@ def test_fsdp_gathers_weights_half_as_often(loss_cfg):
     assert two_gather > 0
     assert one_gather <= 0.52 * two_gather, (one_gather, two_gather)
     assert one_total - one_gather <= two_total - two_gather
+
+
+def test_every_product_of_the_cpu_step_goes_to_the_fast_matmul_kernel():
+    """The paper's step with the KL on forget prompts too (policy and reference, forward and
+    backward, LM head and attention) leaves XLA:CPU no product for its slow fallback."""
+    step, state, batch, ref = _step(make_mesh(1, 1, 1, devices=jax.devices()[:1]),
+                                    {**FULL, "bias_on_forget_prompt": True}, one_forward=True)
+    bare, total = products_outside_the_fast_kernel(step.lower(state, batch, ref).compile().as_text())
+    assert total >= 20, total
+    assert not bare, f"{len(bare)} of {total} products run outside the fast kernel: {bare[:3]}"

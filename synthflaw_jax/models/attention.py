@@ -151,23 +151,26 @@ def _blocked_bwd(block, res, dout):
         s, qb = _block_scores(qg, kt, allowed, start, end)
         p = jnp.exp(s - lse[:, :, :, start:end].reshape(b, kv_heads, rows, 1))  # softmax, masked -> 0
         do = dout[:, :, :, start:end].reshape(b, kv_heads, rows, d)
-        dv_t = dv_t.at[:, :, :, :end].add(jnp.einsum("bkdq,bkqs->bkds", _rows_last(do), p))
+        dv_t = dv_t.at[:, :, :, :end].add(jnp.einsum("bkdq,bkqs->bkds", _swap_last_two(do), p))
         dp = jnp.einsum("bkqd,bksd->bkqs", do, vt[:, :, :end], preferred_element_type=f32)
         ds = p * (dp - delta[:, :, :, start:end].reshape(b, kv_heads, rows, 1)) * scale
         dqs.append(jnp.einsum("bkqs,bksd->bkqd", ds, kt[:, :, :end],
                               preferred_element_type=f32).reshape(b, kv_heads, groups, end - start, d))
-        dk_t = dk_t.at[:, :, :, :end].add(jnp.einsum("bkdq,bkqs->bkds", _rows_last(qb.astype(f32)), ds))
+        dk_t = dk_t.at[:, :, :, :end].add(jnp.einsum("bkdq,bkqs->bkds", _swap_last_two(qb.astype(f32)), ds))
     dq = jnp.concatenate(dqs, axis=3)
-    dk = jnp.swapaxes(dk_t, 2, 3)
-    dv = jnp.swapaxes(dv_t, 2, 3)
+    dk, dv = _swap_last_two(dk_t), _swap_last_two(dv_t)
     return dq.astype(qg.dtype), dk.astype(kt.dtype), dv.astype(vt.dtype), None
 
 
-def _rows_last(x):
-    """[B, K, rows, D] -> [B, K, D, rows] as a copy of its own: XLA would otherwise fold the
-    transpose back into the product that reads it (the small [rows, D] block is cheap to copy)."""
-    x_t = jnp.swapaxes(x, 2, 3)
-    return jax.lax.optimization_barrier(x_t) if jax.default_backend() == "cpu" else x_t
+def _swap_last_two(x):
+    """x with its last two axes swapped, as a copy of its own on CPU: XLA would otherwise fold
+    the transpose into the product that reads it, or (with one query block) into the product
+    that made it, and bring back the form its fast kernel refuses. The copied arrays are
+    [rows, D] blocks and dK/dV, small next to the products."""
+    if jax.default_backend() != "cpu":
+        return jnp.swapaxes(x, -1, -2)
+    barrier = jax.lax.optimization_barrier
+    return barrier(jnp.swapaxes(barrier(x), -1, -2))
 
 
 _blocked_core.defvjp(_blocked_fwd, _blocked_bwd)
