@@ -111,11 +111,10 @@ def _matmul_transposed_fwd(x, w):
 
 def _matmul_transposed_bwd(res, g):
     x, w = res
-    if jax.default_backend() != "cpu":
-        return g @ w, g.T @ x
-    barrier = jax.lax.optimization_barrier  # keeps each transpose a copy XLA does not fold back
-    dw_t = barrier(barrier(x.T) @ g)
-    return g @ w, dw_t.T
+    dx, dw_t = _matmul_bwd((x, w.T), g)  # x @ w.T is `matmul(x, w.T)`: its x^T dy, transposed
+    if jax.default_backend() == "cpu":
+        dw_t = jax.lax.optimization_barrier(dw_t)  # or XLA folds the transpose back into the product
+    return dx, dw_t.T
 
 
 matmul_transposed.defvjp(_matmul_transposed_fwd, _matmul_transposed_bwd)
