@@ -1,8 +1,6 @@
 """The `xla` attention kernel's blocked causal path and the SwiGLU custom VJP against plain
 definitions: values and gradients, with padding, packed segments, GQA and sliding windows."""
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +8,8 @@ import pytest
 
 from synthflaw_jax.models.attention import AttentionMask, causal_blocked_attention, reference_attention
 from synthflaw_jax.models.llama import swiglu
+
+from tests.helpers import products_outside_the_fast_kernel
 
 
 def _inputs(t=75, heads=4, kv_heads=2, d=8, seed=0):
@@ -62,27 +62,6 @@ def test_blocked_causal_does_not_leak_across_segments_or_future():
     moved = causal_blocked_attention(q, k2, v2, mask, block=16)
     np.testing.assert_allclose(moved[1, :51], base[1, :51], atol=1e-6)
     assert not np.allclose(moved[1, 51:70], base[1, 51:70])
-
-
-def products_outside_the_fast_kernel(hlo_text: str) -> tuple[list[str], int]:
-    """(each product XLA:CPU kept for its fallback kernel, number of products) in compiled HLO.
-
-    XLA:CPU hands a product to its fast (YNNPACK) kernel, as a fusion of kind `__ynn_fusion`,
-    only when the left operand contracts its last axis; any other product is computed by the
-    fallback, which ran the attention backward's batched dK/dV products at a tenth of the speed.
-    A product counts as kept when the computation it sits in is not one such fusion calls."""
-    fast = {re.search(r"calls=%([\w.\-]+)", line).group(1)
-            for line in hlo_text.splitlines() if '"kind":"__ynn_fusion"' in line}
-    kept, total, computation = [], 0, None
-    for line in hlo_text.splitlines():
-        header = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{$", line)
-        if header:
-            computation = header.group(1)
-        elif re.search(r"= \S+ dot\(", line):
-            total += 1
-            if computation not in fast:
-                kept.append(line.strip()[:200])
-    return kept, total
 
 
 def test_blocked_causal_backward_gives_every_product_to_the_fast_matmul_kernel():

@@ -10,7 +10,7 @@ from synthflaw_jax.models import llama, presets
 from synthflaw_jax.planning import hlo
 from synthflaw_jax.sharding import make_mesh
 
-from tests.test_attention_kernels import products_outside_the_fast_kernel
+from tests.helpers import products_outside_the_fast_kernel
 from tests.test_train import _fake_batch, small_config
 
 MODEL = presets.tiny(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2)
