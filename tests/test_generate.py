@@ -321,16 +321,18 @@ def test_decode_loop_never_copies_the_cache_or_the_weights():
     assert gen.cache_segments(n_new) == [n_new] and len(loop) == 1, list(bodies)
     body = loop[0]
     slots = prompt + n_new
-    layer_cache = f"f32[{batch},{cfg.num_key_value_heads},{slots},{cfg.head_dim}]"
-    stacked = f"f32[{cfg.num_hidden_layers},{batch},{cfg.num_key_value_heads},{slots},{cfg.head_dim}]"
+    kv, d = cfg.num_key_value_heads, cfg.head_dim
+    layer_caches = {"k": f"f32[{batch},{kv},{d},{slots}]", "v": f"f32[{batch},{kv},{slots},{d}]"}
+    stacked = [f"f32[{cfg.num_hidden_layers},{shape[4:]}" for shape in layer_caches.values()]
     ops = [line.strip() for line in body.splitlines()[1:] if " = " in line]
     not_made = "get-tuple-element|bitcast|parameter"  # views of the loop's own buffers
-    cache_made = [op for op in ops if re.match(rf"%\S+ = {re.escape(layer_cache)}\S* (?!{not_made})", op)]
-    assert not [op for op in ops if op.split(" = ")[1].startswith(stacked)]
-    assert not [op for op in cache_made if " copy(" in op], "the loop body copies a layer's cache"
-    # what does produce a cache-shaped value is one in-place update per layer for K and V
-    assert len(cache_made) == 2 * cfg.num_hidden_layers, cache_made
-    assert all("dynamic-update-slice" in op for op in cache_made), cache_made
+    assert not [op for op in ops if op.split(" = ")[1].startswith(tuple(stacked))]
+    for name, layer_cache in layer_caches.items():
+        cache_made = [op for op in ops if re.match(rf"%\S+ = {re.escape(layer_cache)}\S* (?!{not_made})", op)]
+        assert not [op for op in cache_made if " copy(" in op], f"the loop body copies a layer's {name} cache"
+        # what does produce a cache-shaped value is one in-place update per layer
+        assert len(cache_made) == cfg.num_hidden_layers, cache_made
+        assert all("dynamic-update-slice" in op for op in cache_made), cache_made
     # no layer's weights are sliced or copied out of the stacked layers inside the loop
     weight_shapes = {"f32[" + ",".join(map(str, x.shape[1:])) + "]" for x in jax.tree.leaves(params["layers"])
                      if x.ndim > 2}

@@ -179,9 +179,9 @@ _blocked_core.defvjp(_blocked_fwd, _blocked_bwd)
 def cached_attention(q, k, v, k_cache, v_cache, mask_new: AttentionMask, mask_cache: AttentionMask) -> jax.Array:
     """Attention of new tokens over [cache slots] + [the new tokens themselves], one softmax.
 
-    q [B, T, H, D], k/v [B, T, K, D] (the new tokens' keys and values), k_cache/v_cache
-    [B, K, S, D] (read only: the new K/V are written into the cache by the caller, after the
-    layers). `mask_new` [T, T] and `mask_cache` [T, S] say which keys each query sees; the
+    q [B, T, H, D], k/v [B, T, K, D] (the new tokens' keys and values), k_cache [B, K, D, S]
+    and v_cache [B, K, S, D] (`llama.init_cache`'s layout; read only: the new K/V are written
+    into the cache by the caller, after the layers). `mask_new` [T, T] and `mask_cache` [T, S] say which keys each query sees; the
     caller excludes the cache slots the new tokens will occupy. The scores of both key blocks
     are concatenated and normalised together in float32, so the result is the attention over
     the union of both key sets. The G query heads of a KV head form one row block, and the
@@ -196,7 +196,7 @@ def cached_attention(q, k, v, k_cache, v_cache, mask_new: AttentionMask, mask_ca
     kn = jnp.transpose(k, (0, 2, 1, 3))  # [B, K, T, D]: small
     vn = jnp.transpose(v, (0, 2, 1, 3))
     scale = jnp.asarray(1.0 / (d ** 0.5), f32)
-    s_cache = jnp.einsum("bkqd,bksd->bkqs", qg, k_cache.astype(q.dtype), preferred_element_type=f32) * scale
+    s_cache = jnp.einsum("bkqd,bkds->bkqs", qg, k_cache.astype(q.dtype), preferred_element_type=f32) * scale
     s_new = jnp.einsum("bkqd,bktd->bkqt", qg, kn, preferred_element_type=f32) * scale
 
     def rows_mask(mask):  # [B, 1, T, S'] -> [B, 1, G*T, S'], rows ordered (g, t) like qg

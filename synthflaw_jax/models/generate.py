@@ -28,7 +28,10 @@ from synthflaw_jax.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-CACHE_AXES = ("layers", "cache_batch", "kv_heads", "cache_length", "head_dim")  # llama.init_cache's layout
+CACHE_AXES = {  # llama.init_cache's layout
+    "k": ("layers", "cache_batch", "kv_heads", "head_dim", "cache_length"),
+    "v": ("layers", "cache_batch", "kv_heads", "cache_length", "head_dim"),
+}
 SEGMENT_AXES = ("cache_batch", "cache_length")
 
 
@@ -125,11 +128,12 @@ def _constrain_cache(cache, mesh):
     if mesh is None:
         return cache
 
-    def pin(x):
-        axes = {5: CACHE_AXES, 4: CACHE_AXES[1:], 2: SEGMENT_AXES}[x.ndim]
+    def pin(path, x):
+        name = path[-1].key
+        axes = SEGMENT_AXES if name == "segment_ids" else CACHE_AXES[name][5 - x.ndim:]
         return jax.lax.with_sharding_constraint(x, shd.logical_to_sharding(axes, x.shape, mesh))
 
-    return jax.tree.map(pin, cache)
+    return jax.tree_util.tree_map_with_path(pin, cache)
 
 
 # XLA:CPU's copy insertion without region analysis cannot tell that a step's reads of a
@@ -173,8 +177,13 @@ def cache_segments(max_new_tokens: int) -> list[int]:
 def _grow_cache(cache, slots: int, mesh):
     """The per-layer cache with `slots` slots: new slots empty, their segment ids 1 (generated)."""
     extra = slots - cache["segment_ids"].shape[1]
-    layers = [{name: jnp.pad(c[name], ((0, 0), (0, 0), (0, extra), (0, 0))) for name in ("k", "v")}
-              for c in cache["layers"]]
+
+    def grow(x, name):
+        pad = [(0, 0)] * x.ndim
+        pad[llama.CACHE_SLOT_AXIS[name]] = (0, extra)
+        return jnp.pad(x, pad)
+
+    layers = [{name: grow(c[name], name) for name in ("k", "v")} for c in cache["layers"]]
     segments = jnp.pad(cache["segment_ids"], ((0, 0), (0, extra)), constant_values=1)
     return _constrain_cache({"layers": layers, "segment_ids": segments}, mesh)
 
